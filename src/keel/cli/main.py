@@ -1,0 +1,86 @@
+"""The ``keel`` entry point: builds the Typer app and turns every KeelError into one line + exit 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+import typer
+
+from keel.cli import data, demo, lineage
+from keel.cli.context import CliState, console, err_console, print_report, state
+from keel.errors import KeelError
+from keel.workspace import init as init_workspace
+
+app = typer.Typer(
+    name="keel", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="keel: data, features, runs, models, gates, deployments, monitoring and retraining, in one lineage graph.",
+)
+app.add_typer(data.app, name="data")
+app.command("lineage")(lineage.lineage)
+app.command("audit")(lineage.audit)
+app.command("demo")(demo.demo)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    workspace: str | None = typer.Option(None, "--workspace", "-w", envvar="KEEL_WORKSPACE",
+                                         help="Workspace folder (default: the nearest keel.toml above the cwd)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    ctx.obj = CliState(workspace_path=workspace, debug=debug)
+
+
+@app.command("init")
+def init(
+    ctx: typer.Context,
+    path: Path = typer.Argument(Path("."), help="Folder to create the workspace in."),
+) -> None:
+    """Create keel.toml and .keel/ (metadata DB, Delta data root, artifact root)."""
+    del ctx
+    ws = init_workspace(path)
+    console.print(f"initialised keel workspace in {ws.root}")
+    ws.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors print ``error: ...`` and exit 2, with a traceback only under --debug."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("KEEL_DEBUG") == "1"
+    try:
+        app(args=args, prog_name="keel", standalone_mode=False)
+    except KeelError as exc:
+        if debug:
+            traceback.print_exc()
+        report = getattr(exc, "report", None)
+        if report is not None and report.failures:
+            print_report(report, err_console)
+        err_console.print(f"error: {exc.message}", markup=False, soft_wrap=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("error: aborted", markup=False)
+        return 130
+    except click.ClickException as exc:
+        err_console.print(f"error: {exc.format_message()}", markup=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug in keel: say so in one line, keep the traceback for --debug
+        if debug:
+            traceback.print_exc()
+        err_console.print(f"error: internal error ({type(exc).__name__}: {exc}); rerun with --debug for the "
+                          "traceback and report it", markup=False, soft_wrap=True)
+        return 1
+    return 0
+
+
+__all__ = ["app", "main", "state"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

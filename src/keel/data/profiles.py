@@ -1,0 +1,113 @@
+"""Statistics of a table version, computed in DuckDB in one pass per kind (never a Python loop).
+
+Two things live here because they are both "summaries of the rows":
+- the profile (per column: count, nulls, distinct, min/max/mean/std, quantiles, top values), which
+  later issues use as the monitoring baseline;
+- the content hash: two independent 64-bit sums of row hashes (order-independent), so an append's
+  hash is the previous version's hash plus the batch's, without re-reading the table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from keel.storage.tables import query_arrow
+
+__all__ = ["QUANTILES", "add_hashes", "compute_profile", "content_hash"]
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+TOP_VALUES = 10
+_MOD = 1 << 64
+
+
+def content_hash(table: pa.Table, columns: list[str]) -> str:
+    """Order-independent hash of the rows over ``columns`` (32 hex digits)."""
+    if table.num_rows == 0 or not columns:
+        return f"{0:032x}"
+    expr = ", ".join(_q(c) for c in columns)
+    sums = query_arrow(
+        f"SELECT sum(hash({expr})::HUGEINT) AS a, sum(hash({expr}, 'keel')::HUGEINT) AS b FROM t", t=table
+    ).to_pylist()[0]
+    return f"{int(sums['a']) % _MOD:016x}{int(sums['b']) % _MOD:016x}"
+
+
+def add_hashes(a: str, b: str) -> str:
+    """The hash of the union of two row sets (what an append does to a version's hash)."""
+    high = (int(a[:16], 16) + int(b[:16], 16)) % _MOD
+    low = (int(a[16:], 16) + int(b[16:], 16)) % _MOD
+    return f"{high:016x}{low:016x}"
+
+
+def compute_profile(table: pa.Table | Any, columns: list[str] | None = None) -> dict[str, Any]:
+    """Profile ``columns`` of an Arrow table or dataset: {"rows": n, "columns": {name: stats}}."""
+    schema = table.schema
+    names = [n for n in (columns or schema.names)]
+    if not names:
+        return {"rows": 0, "columns": {}}
+    selects = ["count(*) AS __rows"]
+    for i, name in enumerate(names):
+        kind = schema.field(name).type
+        col = _q(name)
+        selects += [f"count({col}) AS c{i}_count", f"approx_count_distinct({col}) AS c{i}_distinct"]
+        if _numeric(kind):
+            selects += [
+                f"min({col})::DOUBLE AS c{i}_min", f"max({col})::DOUBLE AS c{i}_max",
+                f"avg({col})::DOUBLE AS c{i}_mean", f"stddev_samp({col})::DOUBLE AS c{i}_std",
+                f"approx_quantile({col}, {list(QUANTILES)})::DOUBLE[] AS c{i}_q",
+            ]
+            if pa.types.is_floating(kind):
+                selects.append(f"count_if(isnan({col})) AS c{i}_nan")
+        elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            selects += [f"min({col})::VARCHAR AS c{i}_min", f"max({col})::VARCHAR AS c{i}_max"]
+    row = query_arrow(f"SELECT {', '.join(selects)} FROM t", t=table).to_pylist()[0]
+    rows = int(row["__rows"])
+    out: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        kind = schema.field(name).type
+        stats: dict[str, Any] = {
+            "dtype": str(kind),
+            "count": int(row[f"c{i}_count"]),
+            "nulls": rows - int(row[f"c{i}_count"]),
+            "distinct": int(row[f"c{i}_distinct"] or 0),
+        }
+        for key in ("min", "max", "mean", "std", "nan"):
+            if f"c{i}_{key}" in row:
+                value = row[f"c{i}_{key}"]
+                stats[key] = int(value) if key == "nan" else value
+        if row.get(f"c{i}_q") is not None:
+            stats["quantiles"] = dict(zip((str(q) for q in QUANTILES), row[f"c{i}_q"], strict=True))
+        out[name] = stats
+    _add_top_values(table, names, out)
+    return {"rows": rows, "columns": out}
+
+
+def _add_top_values(table: Any, names: list[str], out: dict[str, Any]) -> None:
+    """Most frequent values of categorical columns, in one UNION ALL query."""
+    categorical = [n for n in names if _categorical(table.schema.field(n).type)]
+    if not categorical:
+        return
+    parts = [
+        f"(SELECT {i} AS col, {_q(n)}::VARCHAR AS value, count(*) AS n FROM t WHERE {_q(n)} IS NOT NULL "
+        f"GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {TOP_VALUES})"
+        for i, n in enumerate(categorical)
+    ]
+    result = query_arrow(" UNION ALL ".join(parts), t=table).to_pydict()
+    for name in categorical:
+        out[name]["top_values"] = []
+    for col, value, n in zip(result["col"], result["value"], result["n"], strict=True):
+        out[categorical[col]]["top_values"].append({"value": value, "count": int(n)})
+
+
+def _numeric(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+
+
+def _categorical(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_boolean(kind) \
+        or pa.types.is_dictionary(kind)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

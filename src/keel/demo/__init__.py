@@ -1,0 +1,1 @@
+"""The demo scenario and its synthetic data."""

@@ -1,0 +1,1 @@
+"""Infrastructure: metadata DB, Delta tables, artifacts, online stores. No domain rules."""

@@ -1,0 +1,134 @@
+"""The metadata database: one engine, short transactions, and migrations that are safe to race.
+
+SQLite runs in WAL mode with a busy timeout; write transactions start with ``BEGIN IMMEDIATE`` so
+two writers queue instead of failing on a read-to-write lock upgrade. PostgreSQL serialises
+migrations with a transaction-scoped advisory lock. Either way, several processes opening a fresh
+workspace at once all end up on the head revision, and none sees a half-migrated database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+
+from keel.errors import InvalidInput, StorageError
+
+__all__ = ["Database", "is_unique_violation"]
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_PG_MIGRATION_LOCK = 0x6B65656C  # "keel"
+T = TypeVar("T")
+
+
+class Database:
+    """The metadata store: ``transaction()`` for writes, ``read()`` for reads, ``migrate()`` on open."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 30_000) -> None:
+        self.url = url
+        try:
+            self.engine = _create_engine(url, busy_timeout_ms)
+        except (ArgumentError, ImportError, sa.exc.NoSuchModuleError) as exc:
+            raise InvalidInput(
+                f"cannot use metadata_url {url!r}: {exc}; use sqlite:///PATH or postgresql+psycopg://..."
+            ) from None
+        self._reader = self.engine.execution_options(keel_begin="DEFERRED")
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One unit of work: everything inside commits together or not at all."""
+        with _translate_errors(self.url), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only snapshot that does not queue behind writers."""
+        with _translate_errors(self.url), self._reader.connect() as conn, conn.begin():
+            yield conn
+
+    def retrying(self, work: Callable[[Connection], T], attempts: int = 8) -> T:
+        """Run ``work`` in a transaction, retrying when a concurrent writer took the same unique key."""
+        for attempt in range(attempts):
+            try:
+                with self.transaction() as conn:
+                    return work(conn)
+            except IntegrityError as exc:
+                if not is_unique_violation(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def migrate(self) -> None:
+        """Upgrade to the head revision; a no-op when already there. Safe under concurrent opens."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        with self.read() as conn:
+            if MigrationContext.configure(conn).get_current_revision() == head:
+                return
+        with self.transaction() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+            if MigrationContext.configure(conn).get_current_revision() == head:
+                return
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    text = str(exc.orig).lower()
+    return "unique" in text or "duplicate key" in text
+
+
+def _create_engine(url: str, busy_timeout_ms: int) -> Engine:
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+        _configure_sqlite(engine, busy_timeout_ms)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        mode = conn.get_execution_options().get("keel_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def _translate_errors(url: str) -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        safe_url = sa.engine.make_url(url).render_as_string(hide_password=True)
+        raise StorageError(f"metadata store {safe_url} failed: {exc.orig}") from exc

@@ -1,0 +1,1 @@
+"""Alembic migration history: one dialect-neutral history for SQLite and PostgreSQL."""

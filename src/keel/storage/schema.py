@@ -1,0 +1,139 @@
+"""Every metadata table in one file: the data model at a glance.
+
+Migrations (``storage/migrations``) create these tables; this module is what the code queries.
+Bytes never live here: table data is in Delta, artifacts in the artifact store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Timezone-aware UTC in and out, on every dialect (SQLite stores no zone of its own)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the metadata store; keel stores UTC-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+TS = UTCDateTime()
+metadata = sa.MetaData()
+
+# -- generic: every capability writes these -------------------------------------------------------
+
+lineage_edges = sa.Table(
+    "lineage_edges",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("src", sa.String(512), nullable=False),
+    sa.Column("dst", sa.String(512), nullable=False),
+    sa.Column("relation", sa.String(64), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("src", "dst", "relation", name="uq_lineage_edge"),
+    sa.Index("ix_lineage_src", "src"),
+    sa.Index("ix_lineage_dst", "dst"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Index("ix_audit_target", "target"),
+)
+
+# -- data ------------------------------------------------------------------------------------------
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("location", sa.String(1024), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("partition_by", sa.JSON, nullable=False),
+    sa.Column("time_column", sa.String(128), nullable=True),
+    sa.Column("key_columns", sa.JSON, nullable=False),
+    sa.Column("next_row_id", sa.BigInteger, nullable=False),
+)
+
+table_versions = sa.Table(
+    "table_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(128), sa.ForeignKey("datasets.name"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("committed_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("operation", sa.String(32), nullable=False),
+    sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("rows_added", sa.BigInteger, nullable=False),
+    sa.Column("schema", sa.JSON, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("source_name", sa.String(1024), nullable=True),
+    sa.Column("source_hash", sa.String(64), nullable=True),
+    sa.Column("contract_version", sa.Integer, nullable=True),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("vacuumed_at", TS, nullable=True),
+    sa.UniqueConstraint("table_name", "version", name="uq_table_version"),
+)
+
+profiles = sa.Table(
+    "profiles",
+    metadata,
+    sa.Column("table_name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("computed_at", TS, nullable=False),
+    sa.Column("profile", sa.JSON, nullable=False),
+)
+
+contracts = sa.Table(
+    "contracts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.UniqueConstraint("table_name", "version", name="uq_contract_version"),
+)
+
+splits = sa.Table(
+    "splits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("table_name", sa.String(128), nullable=False),
+    sa.Column("table_version", sa.Integer, nullable=False),
+    sa.Column("method", sa.String(32), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("counts", sa.JSON, nullable=False),
+    sa.Column("artifact_key", sa.String(1024), nullable=False),
+    sa.Column("artifact_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.UniqueConstraint("name", "version", name="uq_split_version"),
+)

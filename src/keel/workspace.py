@@ -1,0 +1,100 @@
+"""The Workspace: the composition root. It builds the stores from Settings and exposes capabilities.
+
+Nothing else constructs stores; every surface (SDK, CLI, REST, UI) goes through a Workspace.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from keel.audit import AuditLog
+from keel.data.service import DataService
+from keel.errors import Conflict, InvalidInput, NotFound
+from keel.lineage import LineageService
+from keel.refs import parse_ref
+from keel.settings import CONFIG_FILE, STATE_DIR, Settings, find_workspace_root
+from keel.storage.artifacts import ArtifactStore
+from keel.storage.db import Database
+from keel.storage.tables import TableStore
+
+__all__ = ["Workspace", "init", "open_workspace"]
+
+_CONFIG_TEMPLATE = """\
+# keel workspace settings. Precedence: arguments > KEEL_* environment > this file > defaults.
+[keel]
+# metadata_url = "postgresql+psycopg://user@host:5432/keel"   # default: SQLite in .keel/keel.db
+# data_url = "s3://bucket/keel/data"                           # default: .keel/data
+# artifacts_url = "s3://bucket/keel/artifacts"                 # default: .keel/artifacts
+"""
+
+
+class Workspace:
+    """One keel workspace: ``ws.data``, ``ws.lineage``, ``ws.audit`` (later issues add the rest)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.metadata_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        self.db.migrate()
+        self.tables = TableStore(settings.data_url, settings.storage_options)
+        self.artifacts = ArtifactStore(settings.artifacts_url, settings.storage_options)
+        self.lineage = LineageService(self.db)
+        self.audit = AuditLog(self.db)
+        self.data = DataService(self.db, self.tables, self.artifacts, self.lineage, self.audit, settings.user)
+
+    @property
+    def root(self) -> Path:
+        return self.settings.root
+
+    @property
+    def user(self) -> str:
+        return self.settings.user
+
+    def canonical_ref(self, text: str) -> str:
+        """The lineage form of a user's ref: ``listings`` → ``table:listings@7`` (the latest version)."""
+        ref = parse_ref(text)
+        if ref.kind in (None, "table") and self.data.catalog.dataset(ref.name) is not None:
+            return self.data.version(ref).ref
+        if ref.kind in (None, "split"):
+            try:
+                return self.data.split_info(ref).ref
+            except NotFound:
+                if ref.kind == "split":
+                    raise
+        if ref.kind is None:
+            raise NotFound(f"nothing is named {text!r}: no table or split of that name")
+        return str(ref)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+
+def init(path: str | Path = ".", *, exist_ok: bool = False, **settings: Any) -> Workspace:
+    """Create ``keel.toml`` and ``.keel/`` at ``path`` and open the new workspace."""
+    root = Path(path).resolve()
+    if root.exists() and not root.is_dir():
+        raise InvalidInput(f"{root} exists and is not a folder")
+    config = root / CONFIG_FILE
+    if config.exists() and not exist_ok:
+        raise Conflict(f"{root} is a keel workspace already ({CONFIG_FILE} exists); open it with keel.open()")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / STATE_DIR).mkdir(mode=0o700, exist_ok=True)
+    if not config.exists():
+        config.write_text(_CONFIG_TEMPLATE, encoding="utf-8")
+        os.chmod(config, 0o600)
+    return Workspace(Settings.load(root, **settings))
+
+
+def open_workspace(path: str | Path | None = None, **settings: Any) -> Workspace:
+    """Open the workspace at ``path``, else $KEEL_WORKSPACE, else the nearest one above the cwd."""
+    return Workspace(Settings.load(find_workspace_root(path), **settings))
