@@ -13,6 +13,7 @@ import typer
 from keel.cli import data, demo, lineage
 from keel.cli.context import CliState, console, err_console, print_report, state
 from keel.errors import KeelError
+from keel.logs import configure_logging
 from keel.workspace import init as init_workspace
 
 app = typer.Typer(
@@ -33,6 +34,8 @@ def root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
 ) -> None:
     ctx.obj = CliState(workspace_path=workspace, debug=debug)
+    if debug:
+        configure_logging("DEBUG")
 
 
 @app.command("init")

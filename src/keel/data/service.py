@@ -40,6 +40,7 @@ from keel.data.readers import SourceFile, read_source_file, write_file
 from keel.data.splits import parse_fractions, plan_split
 from keel.errors import InvalidInput, NotFound, ValidationFailed
 from keel.lineage import Edge, LineageService
+from keel.logs import get_logger
 from keel.refs import Ref, check_name, file_ref, parse_ref
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.db import Database
@@ -49,6 +50,7 @@ from keel.storage.tables import TableStore
 __all__ = ["DataService"]
 
 Source = str | Path | pd.DataFrame | pa.Table
+log = get_logger("keel.data")
 
 
 class DataService:
@@ -306,8 +308,9 @@ class DataService:
         batch_hash = content_hash(data, columns)
         first = self.catalog.allocate_row_ids(table, data.num_rows)
         with_ids = data.append_column(ROW_ID, pa.array(range(first, first + data.num_rows), pa.int64()))
+        source_hash = src.sha256 or batch_hash  # in-memory data is identified by its content
         meta = commit_metadata(operation=operation, created_by=self._user, source_name=src.name,
-                               source_hash=src.sha256, contract_version=contract_version,
+                               source_hash=source_hash, contract_version=contract_version,
                                rows_added=data.num_rows, batch_hash=batch_hash, ingest_id=ingest_id)
         commit = self._store.write(table, with_ids, mode="overwrite" if mode == "overwrite" else "append",
                                    partition_by=partition_by, schema_mode=schema_mode, metadata=meta)
@@ -317,7 +320,7 @@ class DataService:
             else self._previous(table, commit.version)
         version = self.catalog.build_version(table, entry, previous, schema=with_ids.schema)
         whole_batch = mode == "overwrite" or previous is None
-        edges = [Edge(file_ref(src.name, src.sha256), version.ref, "ingested_from")]
+        edges = [Edge(file_ref(src.name, source_hash), version.ref, "ingested_from")]
         if quarantine is not None:
             edges.append(Edge(quarantine.ref, version.ref, "quarantine_of"))
         if previous is not None:
@@ -333,6 +336,9 @@ class DataService:
             if operation == "append-add-columns" or schema_mode == "overwrite":
                 self._audit.record(conn, actor=self._user, action=f"data.schema_change.{operation}",
                                    target=version.ref, reason=audit_reason, details={"schema": version.schema})
+        log.info("table.committed", table=table, version=version.version, operation=operation,
+                 rows_added=version.rows_added, rows=version.row_count, user=self._user, ingest_id=ingest_id,
+                 source=src.name)
         return version
 
     def _quarantine(self, table: str, bad: pa.Table, reasons: Any, src: SourceFile, ingest_id: str) -> TableVersion:
@@ -411,8 +417,7 @@ def _read_source(source: Source, fmt: str | None) -> SourceFile:
         raise InvalidInput(f"cannot ingest a {type(source).__name__}; pass a file path, a DataFrame or an Arrow table")
     if table.num_rows == 0:
         raise InvalidInput("the data has no rows; nothing to ingest")
-    digest = content_hash(table, table.column_names)
-    return SourceFile(f"{type(source).__name__.lower()}", digest, table)
+    return SourceFile(f"{type(source).__name__.lower()}", "", table)  # hashed with the batch, in _commit
 
 
 def _table_ref(ref: str | Ref) -> Ref:
