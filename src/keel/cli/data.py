@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import typer
 
 from keel.cli.context import console, print_json, print_report, print_table, split_list, state
 from keel.data.contracts import load_contract
 from keel.data.model import IngestResult
+from keel.data.readers import write_file
 from keel.errors import InvalidInput
 
 app = typer.Typer(no_args_is_help=True, help="Versioned tables: ingest, time travel, contracts, profiles, splits.")
@@ -70,11 +72,12 @@ def show(
     fmt: str = typer.Option("table", "--format", help="table | csv | json"),
     columns: list[str] = typer.Option(None, "--columns", "-c", help="Only these columns."),
     where: str = typer.Option(None, "--where", help="SQL filter, e.g. \"room_type = 'Private room'\"."),
+    part: str = typer.Option(None, "--part", help="With a split ref: train | validation | test."),
 ) -> None:
-    """Show the rows of a table version (time travel by version or timestamp)."""
+    """Show the rows of a table version (time travel by version or timestamp) or of a split part."""
     if fmt not in ("table", "csv", "json"):
         raise InvalidInput(f"invalid --format {fmt!r}; use table, csv or json")
-    data = state(ctx).workspace().data.read_arrow(ref, columns=split_list(columns), where=where)
+    data = _read(ctx, ref, part, split_list(columns), where)
     shown = data.slice(0, limit) if limit else data
     if fmt == "csv":
         pacsv.write_csv(shown, sys.stdout.buffer)
@@ -87,10 +90,23 @@ def show(
 
 @app.command()
 def export(ctx: typer.Context, ref: str = typer.Argument(...), file: Path = typer.Argument(...),
-           fmt: str = typer.Option(None, "--format", help="csv | parquet | jsonl (default: by extension)")) -> None:
-    """Write a table version to a CSV, Parquet or JSON Lines file."""
-    path = state(ctx).workspace().data.export(ref, file, format=fmt)
-    console.print(f"wrote {ref} to {path}")
+           fmt: str = typer.Option(None, "--format", help="csv | parquet | jsonl (default: by extension)"),
+           part: str = typer.Option(None, "--part", help="With a split ref: train | validation | test.")) -> None:
+    """Write a table version (or a split part) to a CSV, Parquet or JSON Lines file."""
+    path = write_file(_read(ctx, ref, part, None, None), file, fmt)
+    console.print(f"wrote {ref}{f' ({part})' if part else ''} to {path}")
+
+
+def _read(ctx: typer.Context, ref: str, part: str | None, columns: list[str] | None, where: str | None) -> pa.Table:
+    """A table ref reads a version; a split ref (split:NAME@N) reads one part of it."""
+    data = state(ctx).workspace().data
+    if ref.startswith("split:"):
+        if part is None or where is not None:
+            raise InvalidInput("a split ref needs --part train|validation|test (and takes no --where)")
+        return data.read_split_arrow(ref, part, columns=columns)
+    if part is not None:
+        raise InvalidInput(f"--part applies to split refs (split:NAME@N), not to {ref!r}")
+    return data.read_arrow(ref, columns=columns, where=where)
 
 
 @app.command()

@@ -264,13 +264,16 @@ class DataService:
 
     def read_split(self, ref: str | Ref, part: str = "train", *, columns: list[str] | None = None) -> pd.DataFrame:
         """One part of a stored split, read from exactly the table version it was made from."""
+        return self.read_split_arrow(ref, part, columns=columns).to_pandas()
+
+    def read_split_arrow(self, ref: str | Ref, part: str = "train", *, columns: list[str] | None = None) -> pa.Table:
         if part not in SPLIT_PARTS:
             raise InvalidInput(f"unknown split part {part!r}; use one of {', '.join(SPLIT_PARTS)}")
         split = self.split_info(ref)
         assignment = pq.read_table(pa.BufferReader(self._artifacts.get_bytes(split.artifact_key)))
         ids = assignment.filter(pc.equal(assignment["part"], SPLIT_PARTS.index(part)))[ROW_ID]
         data = self.read_arrow(f"{split.table}@{split.table_version}", columns=columns, with_row_ids=True)
-        return data.filter(pc.is_in(data[ROW_ID], value_set=ids)).drop_columns([ROW_ID]).to_pandas()
+        return data.filter(pc.is_in(data[ROW_ID], value_set=ids)).drop_columns([ROW_ID])
 
     # -- retention ---------------------------------------------------------------------------------
 
