@@ -26,12 +26,13 @@ KINDS = frozenset(
      "deployment", "predictions", "report", "pipeline", "job"}
 )
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
-_NAME_RE = re.compile(rf"^{_NAME}$")
+_NAME_RE = re.compile(rf"{_NAME}", re.ASCII)
 _REF_RE = re.compile(
-    rf"^(?:(?P<kind>[a-z]+):)?(?P<name>{_NAME})(?:/(?P<slash>\d+)|@(?P<at>[^@/\s]+))?$"
+    rf"(?:(?P<kind>[a-z]+):)?(?P<name>{_NAME})(?:/(?P<slash>[0-9]+)|@(?P<at>[^@/\s]+))?", re.ASCII
 )
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ].*)?$")
-_ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ].*)?", re.ASCII)
+_ALIAS_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*", re.ASCII)
+_DIGITS_RE = re.compile(r"[0-9]+", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ def parse_ref(text: str, *, kind: str | None = None) -> Ref:
     text = text.strip()
     if text.startswith("file:"):
         return _parse_file_ref(text)
-    match = _REF_RE.match(text)
+    match = _REF_RE.fullmatch(text)
     if not match:
         raise InvalidRef(
             f"malformed ref {text!r}; expected NAME, NAME@VERSION, NAME@2024-05-01T00:00Z, NAME@ALIAS "
@@ -96,18 +97,18 @@ def parse_ref(text: str, *, kind: str | None = None) -> Ref:
     at = match["at"]
     if at is None:
         return Ref(name=name, kind=ref_kind)
-    if at.isdigit():
+    if _DIGITS_RE.fullmatch(at):
         return Ref(name=name, kind=ref_kind, version=int(at))
-    if _DATE_RE.match(at):
+    if _DATE_RE.fullmatch(at):
         return Ref(name=name, kind=ref_kind, timestamp=_parse_timestamp(at, text))
-    if _ALIAS_RE.match(at):
+    if _ALIAS_RE.fullmatch(at):
         return Ref(name=name, kind=ref_kind, alias=at)
     raise InvalidRef(f"malformed ref {text!r}: {at!r} is not a version number, an ISO timestamp or an alias")
 
 
 def check_name(name: str, what: str = "name") -> str:
     """Names become folder names and ref parts: keep them to a safe alphabet."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 128:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > 128:
         raise InvalidRef(
             f"invalid {what} {name!r}; use 1-128 letters, digits, '_', '-', '.' (not starting with '.' or '-')"
         )
@@ -132,8 +133,9 @@ def _parse_timestamp(at: str, text: str) -> datetime:
 def _parse_file_ref(text: str) -> Ref:
     body = text[len("file:") :]
     name, _, digest = body.rpartition("@sha256:")
-    if not name or not re.fullmatch(r"[0-9a-f]{8,64}", digest):
-        raise InvalidRef(f"malformed file ref {text!r}; expected file:NAME@sha256:HEX")
+    bad_name = not name or name in (".", "..") or any(c in name for c in "/\\\x00")
+    if bad_name or not re.fullmatch(r"[0-9a-f]{8,64}", digest):
+        raise InvalidRef(f"malformed file ref {text!r}; expected file:NAME@sha256:HEX with NAME a base file name")
     return Ref(name=name, kind="file", file_hash=digest)
 
 

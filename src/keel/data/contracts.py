@@ -73,7 +73,8 @@ class Contract(BaseModel):
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ContractError(f"{source} is not valid YAML: {str(exc).splitlines()[0]}") from None
+            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise ContractError(f"{source} is not valid YAML: {detail}") from None
         return cls.from_dict(doc, source)
 
     @classmethod
@@ -161,6 +162,7 @@ def check_rows(table: pa.Table, contract: Contract, existing_keys: pa.Table | No
 
     for name, spec in contract.columns.items():
         column = table[name]
+        _spec_fits(name, spec, column.type)
         nulls = _mask(pc.is_null(column, nan_is_null=True))
         if not spec.nullable:
             add("not_null", name, nulls)
@@ -178,13 +180,28 @@ def check_rows(table: pa.Table, contract: Contract, existing_keys: pa.Table | No
     return RowCheck(table, failures)
 
 
+def _spec_fits(name: str, spec: ColumnSpec, kind: pa.DataType) -> None:
+    """Rules that cannot apply to the column's actual type are a contract error, not a crash."""
+    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+    if (spec.min is not None or spec.max is not None) and not numeric:
+        raise ContractError(f"column {name!r}: min/max need a numeric column, but the data has {kind}; "
+                            "declare a numeric dtype or drop the range")
+    if spec.allowed is not None:
+        try:
+            pa.array(spec.allowed).cast(kind)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise ContractError(
+                f"column {name!r}: allowed values {spec.allowed!r} do not fit its type {kind}") from None
+
+
 def _duplicated(table: pa.Table, columns: list[str], existing: pa.Table | None) -> np.ndarray:
     """Rows whose key repeats an earlier row of the batch or a row already in the table."""
     keys = table.select(columns).to_pandas()
-    mask = keys.duplicated(keep="first").to_numpy().copy()
+    has_null = keys.isna().any(axis=1).to_numpy()  # as SQL UNIQUE: a null key equals nothing
+    mask = keys.duplicated(keep="first").to_numpy() & ~has_null
     if existing is not None and existing.num_rows and all(c in existing.column_names for c in columns):
         known = pd.MultiIndex.from_frame(existing.select(columns).to_pandas())
-        mask |= pd.MultiIndex.from_frame(keys).isin(known)
+        mask |= pd.MultiIndex.from_frame(keys).isin(known) & ~has_null
     return mask
 
 

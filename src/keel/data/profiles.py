@@ -9,6 +9,7 @@ Two things live here because they are both "summaries of the rows":
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -49,7 +50,9 @@ def compute_profile(table: pa.Table | Any, columns: list[str] | None = None) -> 
     selects = ["count(*) AS __rows"]
     for i, name in enumerate(names):
         kind = schema.field(name).type
-        col = _q(name)
+        raw = _q(name)
+        # NaN is not a value: it is counted apart and left out of every statistic
+        col = f"(CASE WHEN isnan({raw}) THEN NULL ELSE {raw} END)" if pa.types.is_floating(kind) else raw
         selects += [f"count({col}) AS c{i}_count", f"approx_count_distinct({col}) AS c{i}_distinct"]
         if _numeric(kind):
             selects += [
@@ -58,24 +61,26 @@ def compute_profile(table: pa.Table | Any, columns: list[str] | None = None) -> 
                 f"approx_quantile({col}, {list(QUANTILES)})::DOUBLE[] AS c{i}_q",
             ]
             if pa.types.is_floating(kind):
-                selects.append(f"count_if(isnan({col})) AS c{i}_nan")
+                selects.append(f"count_if(isnan({raw})) AS c{i}_nan")
         elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-            selects += [f"min({col})::VARCHAR AS c{i}_min", f"max({col})::VARCHAR AS c{i}_max"]
+            selects += [f"min({col}) AS c{i}_min", f"max({col}) AS c{i}_max"]
     row = query_arrow(f"SELECT {', '.join(selects)} FROM t", t=table).to_pylist()[0]
     rows = int(row["__rows"])
     out: dict[str, Any] = {}
     for i, name in enumerate(names):
         kind = schema.field(name).type
+        nan = int(row.get(f"c{i}_nan") or 0)
         stats: dict[str, Any] = {
             "dtype": str(kind),
             "count": int(row[f"c{i}_count"]),
-            "nulls": rows - int(row[f"c{i}_count"]),
+            "nulls": rows - int(row[f"c{i}_count"]) - nan,
             "distinct": int(row[f"c{i}_distinct"] or 0),
         }
-        for key in ("min", "max", "mean", "std", "nan"):
+        if f"c{i}_nan" in row:
+            stats["nan"] = nan
+        for key in ("min", "max", "mean", "std"):
             if f"c{i}_{key}" in row:
-                value = row[f"c{i}_{key}"]
-                stats[key] = int(value) if key == "nan" else value
+                stats[key] = _plain(row[f"c{i}_{key}"])
         if row.get(f"c{i}_q") is not None:
             stats["quantiles"] = dict(zip((str(q) for q in QUANTILES), row[f"c{i}_q"], strict=True))
         out[name] = stats
@@ -98,6 +103,15 @@ def _add_top_values(table: Any, names: list[str], out: dict[str, Any]) -> None:
         out[name]["top_values"] = []
     for col, value, n in zip(result["col"], result["value"], result["n"], strict=True):
         out[categorical[col]]["top_values"].append({"value": value, "count": int(n)})
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: times as ISO 8601 in UTC, whatever DuckDB's session time zone is."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 def _numeric(kind: pa.DataType) -> bool:

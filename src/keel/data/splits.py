@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from keel.data.arrow_types import normalize_time_column
 from keel.data.model import ROW_ID, SPLIT_PARTS
 from keel.errors import InvalidInput, LeakageError
 from keel.storage.tables import query_arrow
@@ -47,7 +48,10 @@ def parse_fractions(fractions: str | list[float] | tuple[float, ...]) -> tuple[f
         except ValueError:
             raise InvalidInput(f"fractions {fractions!r} must be numbers like 0.7,0.15,0.15") from None
     else:
-        values = tuple(float(x) for x in fractions)
+        try:
+            values = tuple(float(x) for x in fractions)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"fractions {fractions!r} must be numbers like (0.7, 0.15, 0.15)") from None
     if len(values) not in (2, 3) or any(not 0 < v < 1 for v in values):
         raise InvalidInput(
             f"fractions {values} must be two or three numbers between 0 and 1 (train, [validation,] test)")
@@ -71,6 +75,8 @@ def plan_split(
 ) -> SplitPlan:
     """Assign every row of ``table`` to a part; raise LeakageError on cross-part duplicates."""
     _check_columns(table, target, time_column, group, gap)
+    if time_column:
+        table = normalize_time_column(table, time_column)  # any unit, zone or date → µs since epoch, UTC
     if time_column and group:
         raise InvalidInput("choose --time-column or --group, not both: a split is by time or by group")
     features = [c for c in table.column_names if c not in {target, ROW_ID, time_column, *exclude_from_duplicates}]
