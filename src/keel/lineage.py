@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from keel.storage.db import Database
+from keel.storage.db import Database, insert_ignoring_duplicates
 from keel.storage.schema import lineage_edges
 
 __all__ = ["Edge", "LineageNode", "LineageService"]
@@ -53,21 +53,11 @@ class LineageService:
 
     def add(self, conn: Connection, edges: Iterable[Edge]) -> None:
         """Add edges within the caller's transaction; an edge that exists already is kept as is."""
-        rows = [{"src": e.src, "dst": e.dst, "relation": e.relation} for e in edges]
-        if not rows:
-            return
-        existing = {
-            (r.src, r.dst, r.relation)
-            for r in conn.execute(
-                sa.select(lineage_edges.c.src, lineage_edges.c.dst, lineage_edges.c.relation).where(
-                    lineage_edges.c.dst.in_({r["dst"] for r in rows})
-                )
-            )
-        }
         now = datetime.now(UTC)
-        fresh = [dict(r, created_at=now) for r in rows if (r["src"], r["dst"], r["relation"]) not in existing]
-        if fresh:
-            conn.execute(lineage_edges.insert(), fresh)
+        unique = dict.fromkeys((e.src, e.dst, e.relation) for e in edges)
+        insert_ignoring_duplicates(conn, lineage_edges, [
+            {"src": src, "dst": dst, "relation": relation, "created_at": now} for src, dst, relation in unique
+        ])
 
     def upstream(self, ref: str, depth: int | None = None) -> LineageNode:
         """What ``ref`` was made from, recursively."""

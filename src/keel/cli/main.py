@@ -7,7 +7,6 @@ import sys
 import traceback
 from pathlib import Path
 
-import click
 import typer
 
 from keel.cli import data, demo, lineage
@@ -50,12 +49,17 @@ def init(
     ws.close()
 
 
+# typer may vendor its own click; take click's exception base from typer's own classes
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print ``error: ...`` and exit 2, with a traceback only under --debug."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("KEEL_DEBUG") == "1"
     try:
-        app(args=args, prog_name="keel", standalone_mode=False)
+        result = app(args=args, prog_name="keel", standalone_mode=False)
+        return result if isinstance(result, int) else 0  # typer.Exit(n) comes back as n here
     except KeelError as exc:
         if debug:
             traceback.print_exc()
@@ -64,14 +68,17 @@ def main(argv: list[str] | None = None) -> int:
             print_report(report, err_console)
         err_console.print(f"error: {exc.message}", markup=False, soft_wrap=True)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("error: aborted", markup=False)
         return 130
-    except click.ClickException as exc:
+    except _ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `keel data`: the group's help is the answer
+            console.print(exc.format_message(), markup=False)
+            return 0
         err_console.print(f"error: {exc.format_message()}", markup=False, soft_wrap=True)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug in keel: say so in one line, keep the traceback for --debug
@@ -80,10 +87,22 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"error: internal error ({type(exc).__name__}: {exc}); rerun with --debug for the "
                           "traceback and report it", markup=False, soft_wrap=True)
         return 1
-    return 0
 
 
-__all__ = ["app", "main", "state"]
+def run() -> None:
+    """The console script: exit without interpreter teardown once output is flushed.
+
+    deltalake's background runtime can abort the process during teardown ("terminate called without
+    an active exception", delta-io/delta-rs#2184) after a command has finished correctly; the exit
+    code must be the command's, not SIGABRT's.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+__all__ = ["app", "main", "run", "state"]
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

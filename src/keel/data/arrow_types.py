@@ -58,12 +58,13 @@ def to_utc_timestamp(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _parse_iso(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
+    """ISO 8601 text (fractions, 'Z' or offsets, or none) → timestamps; Arrow's own ISO parser."""
+    for target in (UTC_TS, pa.timestamp("us"), pa.date32()):
         try:
-            return pc.strptime(column, format=fmt, unit="us", error_is_null=False)
-        except pa.ArrowInvalid:
+            return column.cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
-    raise pa.ArrowInvalid("values are not ISO 8601 timestamps (e.g. 2024-05-01T12:00:00Z)")
+    raise pa.ArrowInvalid("values are not ISO 8601 timestamps (e.g. 2024-05-01T12:00:00Z), or mix zoned and naive ones")
 
 
 def normalize_time_column(table: pa.Table, column: str | None) -> pa.Table:

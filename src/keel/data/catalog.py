@@ -18,19 +18,21 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from keel.data.arrow_types import schema_dict
-from keel.data.model import ROW_ID, TableInfo, TableVersion
+from keel.data.model import QUARANTINE_SUFFIX, ROW_ID, TableInfo, TableVersion
 from keel.data.profiles import add_hashes, content_hash
 from keel.errors import NotFound
 from keel.lineage import Edge, LineageService
-from keel.refs import Ref
-from keel.storage.db import Database, is_unique_violation
+from keel.refs import Ref, file_ref
+from keel.storage.db import Database, insert_ignoring_duplicates, is_unique_violation
 from keel.storage.schema import datasets, table_versions
 from keel.storage.tables import TableStore
 
 __all__ = ["Catalog", "commit_metadata"]
 
 _VERSION_FIELDS = ("operation", "created_by", "source_name", "source_hash", "contract_version", "rows_added",
-                   "batch_hash", "ingest_id")
+                   "batch_hash", "ingest_id", "quarantine_of")
+_ADDS_TO_PREVIOUS = ("append", "append-add-columns", "vacuum")  # a vacuum commit changes no rows
+NO_ROWS_HASH = "0" * 32
 
 
 def commit_metadata(**values: Any) -> dict[str, Any]:
@@ -133,14 +135,17 @@ class Catalog:
             return before[-1]
         return versions[-1]
 
-    def record(self, conn: Connection, version: TableVersion) -> None:
-        conn.execute(table_versions.insert().values(
+    def record(self, conn: Connection, version: TableVersion, previous: TableVersion | None) -> bool:
+        """Index a version and its lineage; False when another process indexed it first (same content)."""
+        inserted = insert_ignoring_duplicates(conn, table_versions, [dict(
             table_name=version.table, version=version.version, committed_at=version.committed_at,
             created_by=version.created_by, operation=version.operation, row_count=version.row_count,
             rows_added=version.rows_added, schema=version.schema, content_hash=version.content_hash,
             source_name=version.source_name, source_hash=version.source_hash,
             contract_version=version.contract_version, details=version.details,
-        ))
+        )])
+        self._lineage.add(conn, version_edges(version, previous))
+        return bool(inserted)
 
     def mark_vacuumed(self, conn: Connection, name: str, versions: list[int]) -> None:
         if versions:
@@ -156,7 +161,7 @@ class Catalog:
         if schema is None:
             schema = pa.schema(self._store.open(name, entry["version"]).schema().to_arrow())
         schema_map = schema_dict(schema, exclude=(ROW_ID,))
-        append = meta["operation"] in ("append", "append-add-columns")
+        append = meta["operation"] in _ADDS_TO_PREVIOUS
         if meta["batch_hash"] is not None and meta["rows_added"] is not None and (previous or not append):
             rows_added = int(meta["rows_added"])
             row_count = rows_added + (previous.row_count if append and previous else 0)
@@ -174,7 +179,8 @@ class Catalog:
             row_count=row_count, rows_added=rows_added, schema=schema_map, content_hash=digest,
             source_name=meta["source_name"], source_hash=meta["source_hash"],
             contract_version=int(meta["contract_version"]) if meta["contract_version"] else None,
-            details={"ingest_id": meta["ingest_id"]} if meta["ingest_id"] else {},
+            details={k: (int(meta[k]) if k == "quarantine_of" else meta[k])
+                     for k in ("ingest_id", "quarantine_of") if meta[k] is not None},
         )
 
     def sync(self, name: str) -> list[TableVersion]:
@@ -182,37 +188,38 @@ class Catalog:
         if not self._store.exists(name):
             return []
         with self._db.read() as conn:
-            known = dict(conn.execute(
-                sa.select(table_versions.c.version, table_versions.c.id).where(table_versions.c.table_name == name)
-            ).all())
-        latest = self._store.open(name).version()
-        if all(v in known for v in range(latest + 1)):
-            return []
-        entries = sorted(self._store.history(name), key=lambda e: e["version"])
+            known = set(conn.execute(
+                sa.select(table_versions.c.version).where(table_versions.c.table_name == name)).scalars())
+        missing = [v for v in range(self._store.latest(name).version() + 1) if v not in known]
         recovered: list[TableVersion] = []
-        previous: TableVersion | None = None
-        for entry in entries:
-            if entry["version"] in known:
-                previous = self._get(name, entry["version"])
-                continue
-            version = self.build_version(name, entry, previous)
-            try:
-                with self._db.transaction() as conn:
-                    self.record(conn, version)
-                    edges = [Edge(f"table:{name}@{previous.version}", version.ref, "next_version")] if previous else []
-                    self._lineage.add(conn, edges)
-                recovered.append(version)
-            except IntegrityError as exc:  # another process indexed it first
-                if not is_unique_violation(exc):
-                    raise
-            previous = version
+        for number in missing:
+            previous = self._get(name, number - 1) if number > 0 else None
+            version = self.build_version(name, self._store.commit_info(name, number), previous)
+            with self._db.transaction() as conn:
+                if self.record(conn, version, previous):
+                    recovered.append(version)
         return recovered
 
-    def _get(self, name: str, version: int) -> TableVersion:
+    def _get(self, name: str, version: int) -> TableVersion | None:
         with self._db.read() as conn:
             row = conn.execute(sa.select(table_versions).where(
-                table_versions.c.table_name == name, table_versions.c.version == version)).one()
-        return _version(row)
+                table_versions.c.table_name == name, table_versions.c.version == version)).first()
+        return _version(row) if row is not None else None
+
+
+def version_edges(version: TableVersion, previous: TableVersion | None) -> list[Edge]:
+    """The lineage of a table version, all derivable from its own record (so recovery rebuilds it)."""
+    edges = []
+    if version.source_name and version.source_hash:
+        edges.append(Edge(file_ref(version.source_name, version.source_hash), version.ref, "ingested_from"))
+    if previous is not None:
+        edges.append(Edge(previous.ref, version.ref, "next_version"))
+    if version.contract_version is not None:
+        edges.append(Edge(f"contract:{version.table}@{version.contract_version}", version.ref, "validated_by"))
+    if version.details.get("quarantine_of") is not None:  # a quarantine version names its table version
+        main = f"table:{version.table.removesuffix(QUARANTINE_SUFFIX)}@{version.details['quarantine_of']}"
+        edges.append(Edge(version.ref, main, "quarantine_of"))
+    return edges
 
 
 def _table_info(row: Any, latest: int | None) -> TableInfo:

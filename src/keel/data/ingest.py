@@ -42,11 +42,11 @@ def align_to_table(
     changed = []
     for name in existing:
         if name in incoming and incoming[name] != existing[name]:
-            try:
-                target = pa.schema([(name, _arrow_type(existing[name]))]).field(name).type
-                data = data.set_column(data.column_names.index(name), name, data[name].cast(target, safe=True))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+            widened = _widen(data[name], existing[name])
+            if widened is None:
                 changed.append(f"{name} {existing[name]} → {incoming[name]}")
+            else:
+                data = data.set_column(data.column_names.index(name), name, widened)
     allowed_new = schema_change == "add-columns"
     if missing or changed or (new and not allowed_new):
         parts = []
@@ -67,12 +67,23 @@ def align_to_table(
     return data.select(order), "merge" if new else None
 
 
-def _arrow_type(text: str) -> pa.DataType:
-    """Parse the type text that ``schema_dict`` stores back into an Arrow type."""
-    simple = {"int64": pa.int64(), "int32": pa.int32(), "int16": pa.int16(), "int8": pa.int8(),
-              "double": pa.float64(), "float": pa.float32(), "string": pa.string(), "bool": pa.bool_(),
-              "date32[day]": pa.date32(), "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
-              "timestamp[us]": pa.timestamp("us"), "large_string": pa.large_string()}
-    if text in simple:
-        return simple[text]
-    raise ValueError(f"no safe cast to {text}")
+_NUMBERS = {"int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
+            "float": pa.float32(), "double": pa.float64()}
+
+
+def _widen(column: pa.ChunkedArray, existing: str) -> pa.ChunkedArray | None:
+    """Accept only changes that lose nothing and mean the same: a narrower number, or an all-null column.
+
+    Text that looks like numbers is not the same column: an upstream change like that is refused.
+    """
+    target = _NUMBERS.get(existing)
+    kind = column.type
+    if pa.types.is_null(kind) and target is not None:
+        return column.cast(target)
+    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+    if target is None or not numeric:
+        return None
+    try:
+        return column.cast(target, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None

@@ -17,6 +17,7 @@ __all__ = [
 ]
 
 ROW_ID = "_keel_row_id"
+INGEST_ID = "_keel_ingest_id"  # on quarantined rows: which ingest they came from
 QUARANTINE_SUFFIX = "__quarantine"
 SPLIT_PARTS = ("train", "validation", "test")
 

@@ -83,7 +83,11 @@ def write_file(table: pa.Table, path: str | Path, fmt: str | None = None) -> Pat
 
 
 def _read_csv(path: Path) -> pa.Table:
-    return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(timestamp_parsers=[pacsv.ISO8601]))
+    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(timestamp_parsers=[pacsv.ISO8601]))
+    undecodable = [f.name for f in table.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    if undecodable:  # Arrow falls back to bytes for text that is not UTF-8
+        raise pa.ArrowInvalid(f"text in column(s) {', '.join(undecodable)} is not UTF-8; re-encode the file as UTF-8")
+    return table
 
 
 def _read_jsonl(path: Path) -> pa.Table:

@@ -9,6 +9,7 @@ transaction. A crash after a Delta commit loses nothing: the catalog recovers th
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -21,8 +22,8 @@ import sqlalchemy as sa
 
 from keel.audit import AuditLog
 from keel.data.arrow_types import normalize_time_column, unify_strings
-from keel.data.catalog import Catalog, commit_metadata
-from keel.data.contracts import Contract, check_rows, conform, load_contract
+from keel.data.catalog import NO_ROWS_HASH, Catalog, commit_metadata
+from keel.data.contracts import Contract, RowCheck, check_rows, conform, load_contract
 from keel.data.ingest import SchemaChange, align_to_table, reserved_columns
 from keel.data.model import (
     QUARANTINE_SUFFIX,
@@ -35,13 +36,15 @@ from keel.data.model import (
     VacuumResult,
     ValidationReport,
 )
-from keel.data.profiles import compute_profile, content_hash
+from keel.data.profiles import compute_profile
+from keel.data.quarantine import Quarantine
 from keel.data.readers import SourceFile, read_source_file, write_file
 from keel.data.splits import parse_fractions, plan_split
+from keel.data.writer import Batch, TableWriter
 from keel.errors import InvalidInput, NotFound, ValidationFailed
 from keel.lineage import Edge, LineageService
 from keel.logs import get_logger
-from keel.refs import Ref, check_name, file_ref, parse_ref
+from keel.refs import Ref, check_name, parse_ref
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.db import Database
 from keel.storage.schema import contracts, profiles, splits
@@ -53,6 +56,21 @@ Source = str | Path | pd.DataFrame | pa.Table
 log = get_logger("keel.data")
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """An ingest after every check and before any write."""
+
+    src: SourceFile
+    data: pa.Table
+    spec: Contract | None
+    check: RowCheck | None
+    latest: TableVersion | None
+    partition_by: list[str]
+    time_column: str | None
+    key: list[str]
+    schema_mode: Literal["merge", "overwrite"] | None
+
+
 class DataService:
     """Every data operation keel offers; the CLI, REST API and UI call exactly these methods."""
 
@@ -61,6 +79,8 @@ class DataService:
         self._db, self._store, self._artifacts = db, store, artifacts
         self._lineage, self._audit, self._user = lineage, audit, user
         self.catalog = Catalog(db, store, lineage)
+        self._writer = TableWriter(db, store, self.catalog, audit, user)
+        self._quarantine = Quarantine(self._writer, self.catalog, store, artifacts, user)
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -78,7 +98,22 @@ class DataService:
         if schema_change is not None:
             _choice("schema_change", schema_change, ("add-columns", "overwrite"))
         spec = load_contract(contract) if contract is not None else None
-        src = _read_source(source, format)
+        batch = self._prepare(_read_source(source, format), table, mode=mode, partition_by=partition_by,
+                              time_column=time_column, key=key, spec=spec, schema_change=schema_change)
+        check = batch.check
+        if check is not None and check.report.failed_rows:
+            every = check.report.failed_rows == batch.data.num_rows
+            if on_bad_rows == "reject" or every:
+                hint = "every row fails" if every else \
+                    "nothing was written; pass --on-bad-rows quarantine to commit the good rows"
+                raise ValidationFailed(f"{batch.src.name}: {check.report.summary()}; {hint}",
+                                       report=check.report, details=check.report.to_dict())
+        return self._write(batch, table, mode=mode, reason=reason)
+
+    def _prepare(self, src: SourceFile, table: str, *, mode: str, partition_by: list[str] | None,
+                 time_column: str | None, key: list[str] | None, spec: Contract | None,
+                 schema_change: SchemaChange | None) -> _Batch:
+        """Everything an ingest checks, in memory, before anything is written."""
         data = unify_strings(src.table)
         reserved_columns(data)
         info = self.catalog.dataset(table)
@@ -86,7 +121,7 @@ class DataService:
             spec = self.contract(table, missing_ok=True)
         time_column = time_column or (info.time_column if info else None) or (spec.time_column if spec else None)
         key = key or (info.key_columns if info else None) or (spec.key if spec else [])
-        partition_by = self._partitioning(table, info, partition_by, mode, data)
+        partition_by = self._partitioning(table, info, partition_by)
         for what, cols in (("key", key), ("partition", partition_by)):
             absent = [c for c in cols if c not in data.column_names]
             if absent:
@@ -102,30 +137,32 @@ class DataService:
         if spec is not None:
             existing = self._existing_keys(table, spec, latest) if mode == "append" else None
             check = check_rows(data, spec, existing)
-            if check.report.failed_rows and (on_bad_rows == "reject" or check.report.failed_rows == data.num_rows):
-                what = "every row fails" if check.report.failed_rows == data.num_rows else "nothing was written"
-                raise ValidationFailed(f"{src.name}: {check.report.summary()}; {what}"
-                                       + ("" if on_bad_rows == "quarantine" else
-                                          "; pass --on-bad-rows quarantine to commit the good rows"),
-                                       report=check.report, details=check.report.to_dict())
-        contract_version = self._store_contract(table, spec) if spec is not None else None
-        self.catalog.ensure_dataset(table, partition_by=partition_by, time_column=time_column,
-                                    key_columns=key, user=self._user)
+        return _Batch(src, data, spec, check, latest, partition_by, time_column, key, schema_mode)
+
+    def _write(self, batch: _Batch, table: str, *, mode: str, reason: str | None) -> IngestResult:
+        """Commit a checked batch: its contract, then its good rows, then (once) its quarantined rows."""
+        contract_version = self._store_contract(table, batch.spec) if batch.spec is not None else None
+        self.catalog.ensure_dataset(table, partition_by=batch.partition_by, time_column=batch.time_column,
+                                    key_columns=batch.key, user=self._user)
+        self._quarantine.settle_pending(table)
         ingest_id = uuid.uuid4().hex
-        good, quarantined = data, None
-        if check is not None and check.report.failed_rows:
-            good = data.filter(pa.array(~check.bad))
-            bad = data.filter(pa.array(check.bad))
-            quarantined = self._quarantine(table, bad, check.reasons, src, ingest_id)
-        operation = {"overwrite": "overwrite", "append": "append"}[mode] if schema_mode != "merge" \
-            else "append-add-columns"
-        version = self._commit(table, good, mode=mode, partition_by=partition_by, schema_mode=schema_mode,
-                               operation=operation, src=src, ingest_id=ingest_id, contract_version=contract_version,
-                               latest=latest, quarantine=quarantined, audit_reason=reason)
-        return IngestResult(version=version, rows_read=data.num_rows, rows_written=good.num_rows,
-                            rows_quarantined=data.num_rows - good.num_rows,
+        good, quarantined = batch.data, None
+        if batch.check is not None and batch.check.report.failed_rows:
+            good = batch.data.filter(pa.array(~batch.check.bad))
+            self._quarantine.stage(table, batch.data.filter(pa.array(batch.check.bad)),
+                                   list(batch.check.reasons), ingest_id)
+        operation = "append-add-columns" if batch.schema_mode == "merge" else mode
+        version = self._writer.commit(
+            table, Batch(good, batch.src.name, batch.src.sha256, ingest_id, contract_version), mode=mode,
+            partition_by=batch.partition_by, schema_mode=batch.schema_mode, operation=operation,
+            latest=batch.latest, audit_reason=reason)
+        if good.num_rows < batch.data.num_rows:
+            quarantined = self._quarantine.settle(table, version, batch.src.name, version.source_hash or "")
+        rows = batch.data.num_rows
+        return IngestResult(version=version, rows_read=rows, rows_written=good.num_rows,
+                            rows_quarantined=rows - good.num_rows,
                             quarantine_version=quarantined.version if quarantined else None,
-                            report=check.report if check else None)
+                            report=batch.check.report if batch.check else None)
 
     def set_contract(self, table: str, contract: Contract | dict | str | Path) -> int:
         """Store a new contract version for ``table`` (a no-op when it is unchanged)."""
@@ -154,11 +191,14 @@ class DataService:
         """Versions of ``name``, newest first."""
         if self.catalog.dataset(check_name(name, "table name")) is None:
             raise NotFound(f"unknown table {name!r}; `keel data tables` lists the tables")
+        self._settle(name)
         return list(reversed(self.catalog.versions(name)))
 
     def version(self, ref: str | Ref) -> TableVersion:
         """The table version a ref names (``name``, ``name@3``, ``name@2024-05-01T00:00Z``)."""
-        return self.catalog.resolve(_table_ref(ref))
+        parsed = _table_ref(ref)
+        self._settle(parsed.name)
+        return self.catalog.resolve(parsed)
 
     def read_arrow(self, ref: str | Ref, *, columns: list[str] | None = None, where: str | None = None,
                    with_row_ids: bool = False) -> pa.Table:
@@ -187,9 +227,7 @@ class DataService:
         dataset = self._store.dataset(version.table, version.version)
         profile = compute_profile(dataset, [c for c in dataset.schema.names if c != ROW_ID])
         with self._db.transaction() as conn:
-            if conn.execute(sa.select(profiles.c.version).where(profiles.c.table_name == version.table,
-                                                                profiles.c.version == version.version)).first() is None:
-                self._store_profile(conn, version.table, version.version, profile)
+            self._writer.store_profile(conn, version.table, version.version, profile)
         return profile
 
     def validate(self, ref: str | Ref, contract: Contract | dict | str | Path | None = None) -> ValidationReport:
@@ -290,71 +328,29 @@ class DataService:
         for v in versions:
             if v.committed_at >= cutoff and v.version not in kept:
                 kept[v.version] = f"younger than the {retention_hours} h retention"
+        candidates = {v.version: set(map(_file_name, self._store.files(name, v.version)))
+                      for v in versions if v.version not in kept and v.vacuumed_at is None}
+        meta = commit_metadata(operation="vacuum", created_by=self._user, rows_added=0, batch_hash=NO_ROWS_HASH)
         removed = self._store.vacuum(name, retention_hours=retention_hours, keep_versions=sorted(kept),
-                                     dry_run=dry_run)
-        gone = sorted(v.version for v in versions if v.version not in kept and v.vacuumed_at is None)
+                                     dry_run=dry_run, metadata=meta)
+        removed_names = set(map(_file_name, removed))
+        gone = sorted(v for v, files in candidates.items() if files & removed_names)  # lost a file: unreadable
         if not dry_run:
             with self._db.transaction() as conn:
-                self.catalog.mark_vacuumed(conn, name, gone if removed else [])
+                self.catalog.mark_vacuumed(conn, name, gone)
                 self._audit.record(conn, actor=self._user, action="data.vacuum", target=f"table:{name}",
-                                   reason=reason, details={"removed_files": len(removed), "kept": kept})
-        return VacuumResult(name, removed, dict(sorted(kept.items())), gone if removed else [], dry_run)
+                                   reason=reason, details={"removed_files": len(removed), "kept": kept,
+                                                           "unreadable": gone})
+            self.catalog.sync(name)  # Delta records the vacuum as commits: index them as such
+        return VacuumResult(name, removed, dict(sorted(kept.items())), gone, dry_run)
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _commit(self, table: str, data: pa.Table, *, mode: str, partition_by: list[str],
-                schema_mode: Literal["merge", "overwrite"] | None, operation: str, src: SourceFile,
-                ingest_id: str, contract_version: int | None, latest: TableVersion | None,
-                quarantine: TableVersion | None = None, audit_reason: str | None = None) -> TableVersion:
-        """Commit one batch as one Delta version and index it (version row, profile, lineage)."""
-        columns = [c for c in data.column_names if c != ROW_ID]
-        batch_hash = content_hash(data, columns)
-        first = self.catalog.allocate_row_ids(table, data.num_rows)
-        with_ids = data.append_column(ROW_ID, pa.array(range(first, first + data.num_rows), pa.int64()))
-        source_hash = src.sha256 or batch_hash  # in-memory data is identified by its content
-        meta = commit_metadata(operation=operation, created_by=self._user, source_name=src.name,
-                               source_hash=source_hash, contract_version=contract_version,
-                               rows_added=data.num_rows, batch_hash=batch_hash, ingest_id=ingest_id)
-        commit = self._store.write(table, with_ids, mode="overwrite" if mode == "overwrite" else "append",
-                                   partition_by=partition_by, schema_mode=schema_mode, metadata=meta)
-        entry = {**{f"keel.{k}": v for k, v in meta.items()}, "version": commit.version,
-                 "committed_at": commit.committed_at}
-        previous = latest if latest is not None and latest.version == commit.version - 1 \
-            else self._previous(table, commit.version)
-        version = self.catalog.build_version(table, entry, previous, schema=with_ids.schema)
-        whole_batch = mode == "overwrite" or previous is None
-        edges = [Edge(file_ref(src.name, source_hash), version.ref, "ingested_from")]
-        if quarantine is not None:
-            edges.append(Edge(quarantine.ref, version.ref, "quarantine_of"))
-        if previous is not None:
-            edges.append(Edge(previous.ref, version.ref, "next_version"))
-        if contract_version is not None:
-            edges.append(Edge(f"contract:{table}@{contract_version}", version.ref, "validated_by"))
-        profile = compute_profile(data, columns) if whole_batch else None
-        with self._db.transaction() as conn:
-            self.catalog.record(conn, version)
-            self._lineage.add(conn, edges)
-            if profile is not None:
-                self._store_profile(conn, table, version.version, profile)
-            if operation == "append-add-columns" or schema_mode == "overwrite":
-                self._audit.record(conn, actor=self._user, action=f"data.schema_change.{operation}",
-                                   target=version.ref, reason=audit_reason, details={"schema": version.schema})
-        log.info("table.committed", table=table, version=version.version, operation=operation,
-                 rows_added=version.rows_added, rows=version.row_count, user=self._user, ingest_id=ingest_id,
-                 source=src.name)
-        return version
+    def _settle(self, name: str) -> None:
+        """Finish what a crashed ingest left half-done (its quarantined rows) before anyone looks."""
+        self._quarantine.settle_pending(name.removesuffix(QUARANTINE_SUFFIX))
 
-    def _quarantine(self, table: str, bad: pa.Table, reasons: Any, src: SourceFile, ingest_id: str) -> TableVersion:
-        qname = table + QUARANTINE_SUFFIX
-        self.catalog.ensure_dataset(qname, partition_by=[], time_column=None, key_columns=[], user=self._user)
-        rows = bad.append_column("_keel_reason", pa.array(list(reasons), pa.string())) \
-            .append_column("_keel_ingest_id", pa.array([ingest_id] * bad.num_rows, pa.string()))
-        latest = self._latest(qname)
-        return self._commit(qname, rows, mode="append", partition_by=[], schema_mode="merge" if latest else None,
-                            operation="append", src=src, ingest_id=ingest_id, contract_version=None, latest=latest)
-
-    def _partitioning(self, table: str, info: TableInfo | None, partition_by: list[str] | None, mode: str,
-                      data: pa.Table) -> list[str]:
+    def _partitioning(self, table: str, info: TableInfo | None, partition_by: list[str] | None) -> list[str]:
         if info is None or info.latest_version is None:
             return list(partition_by or [])
         if partition_by and list(partition_by) != info.partition_by:
@@ -365,13 +361,6 @@ class DataService:
     def _latest(self, table: str) -> TableVersion | None:
         versions = self.catalog.versions(table)
         return versions[-1] if versions else None
-
-    def _previous(self, table: str, version: int) -> TableVersion | None:
-        if version == 0:
-            return None
-        self.catalog.sync(table)
-        found = [v for v in self.catalog.versions(table) if v.version == version - 1]
-        return found[0] if found else None
 
     def _existing_keys(self, table: str, spec: Contract, latest: TableVersion | None) -> pa.Table | None:
         unique_cols = sorted({*spec.key, *(c for c, s in spec.columns.items() if s.unique)})
@@ -404,10 +393,6 @@ class DataService:
 
         return self._db.retrying(insert)
 
-    def _store_profile(self, conn: sa.Connection, table: str, version: int, profile: dict[str, Any]) -> None:
-        conn.execute(profiles.insert().values(table_name=table, version=version, computed_at=datetime.now(UTC),
-                                              profile=profile))
-
 
 def _read_source(source: Source, fmt: str | None) -> SourceFile:
     if isinstance(source, pd.DataFrame):
@@ -428,6 +413,11 @@ def _table_ref(ref: str | Ref) -> Ref:
     if parsed.kind not in (None, "table"):
         raise InvalidInput(f"{ref} is a {parsed.kind} ref; a table ref is NAME, NAME@VERSION or NAME@TIMESTAMP")
     return parsed
+
+
+def _file_name(path: str) -> str:
+    """Data file names are unique (a UUID each); compare them without their root or scheme."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _choice(what: str, value: str, allowed: tuple[str, ...]) -> None:

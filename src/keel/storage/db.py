@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from keel.errors import InvalidInput, StorageError
 
-__all__ = ["Database", "is_unique_violation"]
+__all__ = ["Database", "insert_ignoring_duplicates", "is_unique_violation"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6B65656C  # "keel"
@@ -90,6 +90,23 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: list[dict]) -> int:
+    """Insert rows, silently skipping any that hit a unique constraint; returns how many were new.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` on both dialects, so concurrent writers of the same row
+    neither fail nor abort their transaction.
+    """
+    if not rows:
+        return 0
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - keel supports SQLite and PostgreSQL
+        raise StorageError(f"unsupported metadata database {conn.dialect.name}")
+    return conn.execute(insert(table).on_conflict_do_nothing(), rows).rowcount
 
 
 def is_unique_violation(exc: IntegrityError) -> bool:

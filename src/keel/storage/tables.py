@@ -8,6 +8,7 @@ are read, because users mostly read feature subsets.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Mapping
@@ -16,18 +17,23 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import duckdb
+import fsspec
 import pyarrow as pa
 import pyarrow.dataset as pads
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from keel.errors import InvalidInput, NotFound, StorageError
 from keel.storage.artifacts import safe_join
 
-__all__ = ["Commit", "TableStore", "query_arrow"]
+__all__ = ["Commit", "TableStore", "TransactionExists", "query_arrow"]
 
 WriteMode = Literal["append", "overwrite"]
 COMMIT_ID = "keel.commit_id"
+
+
+class TransactionExists(Exception):
+    """A write under an application transaction id that the table has committed already."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,26 +80,71 @@ class TableStore:
         partition_by: list[str] | None = None,
         schema_mode: Literal["merge", "overwrite"] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        app_id: str | None = None,
     ) -> Commit:
-        """Commit ``data`` as exactly one new version and return which version that was."""
+        """Commit ``data`` as exactly one new version and return which version that was.
+
+        The version comes from the handle the write advanced (never from ``history()``, whose numbering
+        is relative to a snapshot and drifts under concurrent writers). Two writers creating the same
+        table race for version 0; the loser retries as a write to the table that now exists.
+        """
         commit_id = uuid.uuid4().hex
-        props = CommitProperties(custom_metadata={COMMIT_ID: commit_id, **_stringify(metadata or {})})
-        target: str | DeltaTable = self.latest(name) if self.exists(name) else self.location(name)
+        props = CommitProperties(custom_metadata={COMMIT_ID: commit_id, **_stringify(metadata or {})},
+                                 app_transactions=[Transaction(app_id, 1)] if app_id else None)
+        if app_id and self.has_transaction(name, app_id):
+            raise TransactionExists(app_id)
+        options = dict(mode=mode, partition_by=partition_by or None, schema_mode=schema_mode,
+                       storage_options=self.storage_options, commit_properties=props)
+        version = None
         try:
-            write_deltalake(
-                target,
-                data,
-                mode=mode,
-                partition_by=partition_by or None,
-                schema_mode=schema_mode,
-                storage_options=self.storage_options,
-                commit_properties=props,
-            )
+            if not self.exists(name):
+                try:
+                    write_deltalake(self.location(name), data, **options)
+                    version = self._locate(name, commit_id)  # 0, unless another writer created it first
+                except DeltaError:
+                    if not self.exists(name):
+                        raise  # a real failure, not a lost creation race
+            if version is None:
+                handle = self.latest(name)
+                write_deltalake(handle, data, **options)
+                version = handle.version()
         except DeltaError as exc:
             self._cache().pop(name, None)
+            if app_id and self.has_transaction(name, app_id):
+                raise TransactionExists(app_id) from None
             raise StorageError(f"writing table {name!r} failed: {exc}") from exc
-        table = target if isinstance(target, DeltaTable) else self.latest(name)
-        return self._find_commit(table, commit_id)
+        info = self.commit_info(name, version)
+        if info.get(COMMIT_ID) != commit_id:
+            raise StorageError(f"table {name!r}: version {version} is not the commit just written ({commit_id})")
+        return Commit(version, info["committed_at"], info)
+
+    def has_transaction(self, name: str, app_id: str) -> bool:
+        """Whether a commit under application transaction ``app_id`` is in the table (idempotent writes)."""
+        return self.exists(name) and self.latest(name).transaction_version(app_id) is not None
+
+    def _locate(self, name: str, commit_id: str) -> int:
+        """The version holding ``commit_id``, searched from version 0 (used only after creating a table)."""
+        for version in range(self.latest(name).version() + 1):
+            if self.commit_info(name, version).get(COMMIT_ID) == commit_id:
+                return version
+        raise StorageError(f"commit {commit_id} is missing from the Delta log of table {name!r}")
+
+    def commit_info(self, name: str, version: int) -> dict[str, Any]:
+        """The commit info of one version, read from its log file, with ``version`` and ``committed_at``."""
+        path = safe_join(self.location(name), f"_delta_log/{version:020d}.json")
+        fs, fs_path = fsspec.core.url_to_fs(path)
+        try:
+            with fs.open(fs_path, "rb") as fh:
+                lines = fh.read().splitlines()
+        except FileNotFoundError:  # cleaned up after a checkpoint: the commit info is gone, the data is not
+            return {"version": version, "committed_at": datetime.fromtimestamp(0, UTC)}
+        for line in lines:
+            action = json.loads(line)
+            if "commitInfo" in action:
+                info = dict(action["commitInfo"])
+                info.update(version=version, committed_at=_from_millis(info.get("timestamp", 0)))
+                return info
+        return {"version": version, "committed_at": datetime.fromtimestamp(0, UTC)}
 
     def open(self, name: str, version: int | None = None) -> DeltaTable:
         """The table at ``version`` (latest when None); NotFound when either does not exist."""
@@ -127,27 +178,25 @@ class TableStore:
         select = ", ".join(_quote(c) for c in columns) if columns is not None else "*"
         return query_arrow(f"SELECT {select} FROM t WHERE {where}", t=dataset)
 
-    def history(self, name: str) -> list[dict[str, Any]]:
-        """Delta commit infos, newest first, each with its ``version`` and UTC ``committed_at``."""
-        entries = self.latest(name).history()
-        for entry in entries:
-            entry["committed_at"] = _from_millis(entry["timestamp"])
-        return entries
-
     def files(self, name: str, version: int | None = None) -> list[str]:
         return self.open(name, version).file_uris()
 
     def vacuum(
-        self, name: str, *, retention_hours: int, keep_versions: list[int], dry_run: bool
+        self, name: str, *, retention_hours: int, keep_versions: list[int], dry_run: bool,
+        metadata: Mapping[str, Any] | None = None,
     ) -> list[str]:
-        """Remove files no longer needed, except those of ``keep_versions``; returns the files removed."""
-        table = self._open(name)
+        """Remove files no longer needed, except those of ``keep_versions``; returns the files removed.
+
+        Delta records a vacuum as commits of its own; ``metadata`` tags them like any keel commit.
+        """
+        table = self.latest(name)
         try:
             return table.vacuum(
                 retention_hours=retention_hours,
                 dry_run=dry_run,
                 enforce_retention_duration=False,
                 keep_versions=sorted(set(keep_versions)),
+                commit_properties=CommitProperties(custom_metadata=_stringify(metadata or {})),
             )
         except DeltaError as exc:
             raise StorageError(f"vacuum of table {name!r} failed: {exc}") from exc
@@ -162,13 +211,6 @@ class TableStore:
             return DeltaTable(self.location(name), storage_options=self.storage_options)
         except TableNotFoundError:
             raise NotFound(f"table {name!r} has no data at {self.location(name)}") from None
-
-    def _find_commit(self, table: DeltaTable, commit_id: str) -> Commit:
-        for limit in (8, None):
-            for entry in table.history(limit):
-                if entry.get(COMMIT_ID) == commit_id:
-                    return Commit(entry["version"], _from_millis(entry["timestamp"]), entry)
-        raise StorageError(f"commit {commit_id} is missing from the Delta log of {table.table_uri}")
 
 
 _duck = threading.local()
