@@ -51,8 +51,9 @@ def compute_profile(table: pa.Table | Any, columns: list[str] | None = None) -> 
     for i, name in enumerate(names):
         kind = schema.field(name).type
         raw = _q(name)
-        # NaN is not a value: it is counted apart and left out of every statistic
-        col = f"(CASE WHEN isnan({raw}) THEN NULL ELSE {raw} END)" if pa.types.is_floating(kind) else raw
+        # NaN and ±inf are not values to average: they are counted apart and left out of every statistic
+        col = f"(CASE WHEN isnan({raw}) OR isinf({raw}) THEN NULL ELSE {raw} END)" \
+            if pa.types.is_floating(kind) else raw
         selects += [f"count({col}) AS c{i}_count", f"approx_count_distinct({col}) AS c{i}_distinct"]
         if _numeric(kind):
             selects += [
@@ -61,7 +62,7 @@ def compute_profile(table: pa.Table | Any, columns: list[str] | None = None) -> 
                 f"approx_quantile({col}, {list(QUANTILES)})::DOUBLE[] AS c{i}_q",
             ]
             if pa.types.is_floating(kind):
-                selects.append(f"count_if(isnan({raw})) AS c{i}_nan")
+                selects += [f"count_if(isnan({raw})) AS c{i}_nan", f"count_if(isinf({raw})) AS c{i}_inf"]
         elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
             selects += [f"min({col}) AS c{i}_min", f"max({col}) AS c{i}_max"]
     row = query_arrow(f"SELECT {', '.join(selects)} FROM t", t=table).to_pylist()[0]
@@ -69,15 +70,15 @@ def compute_profile(table: pa.Table | Any, columns: list[str] | None = None) -> 
     out: dict[str, Any] = {}
     for i, name in enumerate(names):
         kind = schema.field(name).type
-        nan = int(row.get(f"c{i}_nan") or 0)
+        nan, inf = int(row.get(f"c{i}_nan") or 0), int(row.get(f"c{i}_inf") or 0)
         stats: dict[str, Any] = {
             "dtype": str(kind),
             "count": int(row[f"c{i}_count"]),
-            "nulls": rows - int(row[f"c{i}_count"]) - nan,
+            "nulls": rows - int(row[f"c{i}_count"]) - nan - inf,
             "distinct": int(row[f"c{i}_distinct"] or 0),
         }
         if f"c{i}_nan" in row:
-            stats["nan"] = nan
+            stats["nan"], stats["inf"] = nan, inf
         for key in ("min", "max", "mean", "std"):
             if f"c{i}_{key}" in row:
                 stats[key] = _plain(row[f"c{i}_{key}"])

@@ -176,7 +176,10 @@ class TableStore:
         if where is None:
             return dataset.to_table(columns=columns)
         select = ", ".join(_quote(c) for c in columns) if columns is not None else "*"
-        return query_arrow(f"SELECT {select} FROM t WHERE {where}", t=dataset)
+        try:
+            return query_arrow(f"SELECT {select} FROM t WHERE {where}", t=dataset)
+        except duckdb.Error as exc:  # the filter is the user's SQL: any failure of it is theirs to fix
+            raise InvalidInput(f"filter {where!r} failed: {str(exc).splitlines()[0]}") from None
 
     def files(self, name: str, version: int | None = None) -> list[str]:
         return self.open(name, version).file_uris()
