@@ -162,7 +162,8 @@ class Catalog:
             schema = pa.schema(self._store.open(name, entry["version"]).schema().to_arrow())
         schema_map = schema_dict(schema, exclude=(ROW_ID,))
         append = meta["operation"] in _ADDS_TO_PREVIOUS
-        if meta["batch_hash"] is not None and meta["rows_added"] is not None and (previous or not append):
+        known_base = previous is not None or not append or entry["version"] == 0
+        if meta["batch_hash"] is not None and meta["rows_added"] is not None and known_base:
             rows_added = int(meta["rows_added"])
             row_count = rows_added + (previous.row_count if append and previous else 0)
             digest = add_hashes(previous.content_hash, meta["batch_hash"]) if append and previous \

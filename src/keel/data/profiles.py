@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from keel.storage.tables import query_arrow
@@ -20,6 +21,7 @@ __all__ = ["QUANTILES", "add_hashes", "compute_profile", "content_hash"]
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 TOP_VALUES = 10
+QUANTILE_SAMPLE = 100_000  # quantiles are exact up to this many rows, else from evenly spaced rows
 _MOD = 1 << 64
 
 
@@ -59,13 +61,13 @@ def compute_profile(table: pa.Table | Any, columns: list[str] | None = None) -> 
             selects += [
                 f"min({col})::DOUBLE AS c{i}_min", f"max({col})::DOUBLE AS c{i}_max",
                 f"avg({col})::DOUBLE AS c{i}_mean", f"stddev_samp({col})::DOUBLE AS c{i}_std",
-                f"approx_quantile({col}, {list(QUANTILES)})::DOUBLE[] AS c{i}_q",
             ]
             if pa.types.is_floating(kind):
                 selects += [f"count_if(isnan({raw})) AS c{i}_nan", f"count_if(isinf({raw})) AS c{i}_inf"]
         elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
             selects += [f"min({col}) AS c{i}_min", f"max({col}) AS c{i}_max"]
     row = query_arrow(f"SELECT {', '.join(selects)} FROM t", t=table).to_pylist()[0]
+    row.update(_quantiles(table, [(i, n) for i, n in enumerate(names) if _numeric(schema.field(n).type)]))
     rows = int(row["__rows"])
     out: dict[str, Any] = {}
     for i, name in enumerate(names):
@@ -87,6 +89,24 @@ def compute_profile(table: pa.Table | Any, columns: list[str] | None = None) -> 
         out[name] = stats
     _add_top_values(table, names, out)
     return {"rows": rows, "columns": out}
+
+
+def _quantiles(table: Any, numeric: list[tuple[int, str]]) -> dict[str, Any]:
+    """Exact quantiles of at most QUANTILE_SAMPLE evenly spaced rows (a t-digest over every row costs
+    more than writing the table; on sorted data an even spacing still spans the whole range)."""
+    if not numeric:
+        return {}
+    data = table.select([n for _, n in numeric]) if isinstance(table, pa.Table) \
+        else table.to_table(columns=[n for _, n in numeric])
+    if data.num_rows > QUANTILE_SAMPLE:
+        data = data.take(np.linspace(0, data.num_rows - 1, QUANTILE_SAMPLE).astype(np.int64))
+    selects = []
+    for i, name in numeric:
+        raw = _q(name)
+        col = f"(CASE WHEN isnan({raw}) OR isinf({raw}) THEN NULL ELSE {raw} END)" \
+            if pa.types.is_floating(data.schema.field(name).type) else raw
+        selects.append(f"quantile_cont({col}, {list(QUANTILES)})::DOUBLE[] AS c{i}_q")
+    return query_arrow(f"SELECT {', '.join(selects)} FROM t", t=data).to_pylist()[0]
 
 
 def _add_top_values(table: Any, names: list[str], out: dict[str, Any]) -> None:

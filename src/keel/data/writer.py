@@ -6,10 +6,13 @@ later capabilities (training sets, prediction logs) share one way of committing 
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 
@@ -53,17 +56,23 @@ class TableWriter:
         columns = [c for c in data.column_names if c != ROW_ID]
         batch_hash = content_hash(data, columns)
         first = self._catalog.allocate_row_ids(table, data.num_rows)
-        with_ids = data.append_column(ROW_ID, pa.array(range(first, first + data.num_rows), pa.int64()))
+        with_ids = data.append_column(ROW_ID, pa.array(np.arange(first, first + data.num_rows, dtype=np.int64)))
         meta = commit_metadata(operation=operation, created_by=self._user, source_name=batch.source_name,
                                source_hash=batch.source_hash or batch_hash, contract_version=batch.contract_version,
                                rows_added=data.num_rows, batch_hash=batch_hash, ingest_id=batch.ingest_id,
                                **batch.details)
-        commit = self._store.write(table, with_ids, mode=mode, partition_by=partition_by, schema_mode=schema_mode,
-                                   metadata=meta, app_id=app_id)
+        whole = mode == "overwrite" or latest is None  # the batch is the whole version: profile it now
+        with ThreadPoolExecutor(1) if whole else contextlib.nullcontext() as pool:
+            # the profile is computed while Delta writes: DuckDB and delta-rs both run outside the GIL
+            profiling = pool.submit(compute_profile, data, columns) if pool else None
+            commit = self._store.write(table, with_ids, mode=mode, partition_by=partition_by,
+                                       schema_mode=schema_mode, metadata=meta, app_id=app_id)
+            profile = profiling.result() if profiling else None
         previous = latest if latest is not None and latest.version == commit.version - 1 \
             else self.previous(table, commit.version)
         version = self._catalog.build_version(table, commit.info, previous, schema=with_ids.schema)
-        profile = compute_profile(data, columns) if mode == "overwrite" or previous is None else None
+        if mode == "append" and previous is not None:
+            profile = None  # a concurrent writer created the table first: the batch is not the whole version
         with self._db.transaction() as conn:
             self._catalog.record(conn, version, previous)  # a no-op row if a concurrent sync indexed it first
             if profile is not None:
