@@ -1,9 +1,12 @@
 """``ws.data``: versioned tables with contracts, quarantine, profiles, time travel and splits.
 
 Order of an ingest, so that bad input never leaves anything behind: read and check everything in
-memory (format, schema, contract, keys); only then commit the quarantine rows (if any) and the good
-rows, each as one Delta commit; then index the version, its profile and its lineage in one metadata
-transaction. A crash after a Delta commit loses nothing: the catalog recovers the version from the log.
+memory (format, schema, contract, keys); only then commit the good rows as one Delta commit and index
+the version and its lineage in one metadata transaction, then the quarantined rows (see quarantine.py).
+A crash after a Delta commit loses nothing: the catalog recovers the version from the log.
+
+Profiles are computed once per version, on first request, and stored: profiling 1M x 20 rows costs
+more than half of writing them, and most versions (every small append) are never profiled at all.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from keel.lineage import Edge, LineageService
 from keel.logs import get_logger
 from keel.refs import Ref, check_name, parse_ref
 from keel.storage.artifacts import ArtifactStore
-from keel.storage.db import Database
+from keel.storage.db import Database, insert_ignoring_duplicates
 from keel.storage.schema import contracts, profiles, splits
 from keel.storage.tables import TableStore
 
@@ -204,11 +207,10 @@ class DataService:
                    with_row_ids: bool = False) -> pa.Table:
         """Read a version; only ``columns`` and the files that can match ``where`` are touched."""
         version = self._readable(ref)
-        wanted = None if columns is None else [*columns, ROW_ID] if with_row_ids else list(columns)
-        result = self._store.read(version.table, version.version, columns=wanted, where=where)
-        if not with_row_ids and ROW_ID in result.column_names:
-            result = result.drop_columns([ROW_ID])
-        return result
+        if columns is None:  # every column but keel's own row id (unless asked): it is never read
+            columns = [c for c in version.schema if c != ROW_ID]
+        wanted = [*columns, ROW_ID] if with_row_ids and ROW_ID not in columns else list(columns)
+        return self._store.read(version.table, version.version, columns=wanted, where=where)
 
     def read(self, ref: str | Ref, *, columns: list[str] | None = None, where: str | None = None) -> pd.DataFrame:
         return self.read_arrow(ref, columns=columns, where=where).to_pandas()
@@ -217,7 +219,7 @@ class DataService:
         return write_file(self.read_arrow(ref), path, format)
 
     def profile(self, ref: str | Ref) -> dict[str, Any]:
-        """The stored profile of a version, computed once on first request when not stored at write."""
+        """The stored profile of a version (computed and stored on the first request)."""
         version = self._readable(ref)
         with self._db.read() as conn:
             stored = conn.execute(sa.select(profiles.c.profile).where(
@@ -226,8 +228,9 @@ class DataService:
             return stored
         dataset = self._store.dataset(version.table, version.version)
         profile = compute_profile(dataset, [c for c in dataset.schema.names if c != ROW_ID])
-        with self._db.transaction() as conn:
-            self._writer.store_profile(conn, version.table, version.version, profile)
+        with self._db.transaction() as conn:  # a concurrent first request may have stored the same profile
+            insert_ignoring_duplicates(conn, profiles, [dict(
+                table_name=version.table, version=version.version, computed_at=datetime.now(UTC), profile=profile)])
         return profile
 
     def validate(self, ref: str | Ref, contract: Contract | dict | str | Path | None = None) -> ValidationReport:

@@ -1,4 +1,4 @@
-"""One table commit, end to end: row ids, one Delta commit, and its index (version, profile, lineage).
+"""One table commit, end to end: row ids, one Delta commit, and its index (version row and lineage).
 
 Every write of a table version goes through ``TableWriter.commit``, so the ingest, the quarantine and
 later capabilities (training sets, prediction logs) share one way of committing data.
@@ -6,23 +6,18 @@ later capabilities (training sets, prediction logs) share one way of committing 
 
 from __future__ import annotations
 
-import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import sqlalchemy as sa
 
 from keel.audit import AuditLog
 from keel.data.catalog import Catalog, commit_metadata
 from keel.data.model import ROW_ID, TableVersion
-from keel.data.profiles import compute_profile, content_hash
+from keel.data.profiles import content_hash
 from keel.logs import get_logger
-from keel.storage.db import Database, insert_ignoring_duplicates
-from keel.storage.schema import profiles
+from keel.storage.db import Database
 from keel.storage.tables import TableStore
 
 __all__ = ["Batch", "TableWriter"]
@@ -61,22 +56,13 @@ class TableWriter:
                                source_hash=batch.source_hash or batch_hash, contract_version=batch.contract_version,
                                rows_added=data.num_rows, batch_hash=batch_hash, ingest_id=batch.ingest_id,
                                **batch.details)
-        whole = mode == "overwrite" or latest is None  # the batch is the whole version: profile it now
-        with ThreadPoolExecutor(1) if whole else contextlib.nullcontext() as pool:
-            # the profile is computed while Delta writes: DuckDB and delta-rs both run outside the GIL
-            profiling = pool.submit(compute_profile, data, columns) if pool else None
-            commit = self._store.write(table, with_ids, mode=mode, partition_by=partition_by,
-                                       schema_mode=schema_mode, metadata=meta, app_id=app_id)
-            profile = profiling.result() if profiling else None
+        commit = self._store.write(table, with_ids, mode=mode, partition_by=partition_by,
+                                   schema_mode=schema_mode, metadata=meta, app_id=app_id)
         previous = latest if latest is not None and latest.version == commit.version - 1 \
             else self.previous(table, commit.version)
         version = self._catalog.build_version(table, commit.info, previous, schema=with_ids.schema)
-        if mode == "append" and previous is not None:
-            profile = None  # a concurrent writer created the table first: the batch is not the whole version
         with self._db.transaction() as conn:
             self._catalog.record(conn, version, previous)  # a no-op row if a concurrent sync indexed it first
-            if profile is not None:
-                self.store_profile(conn, table, version.version, profile)
             if operation == "append-add-columns" or schema_mode == "overwrite":
                 self._audit.record(conn, actor=self._user, action=f"data.schema_change.{operation}",
                                    target=version.ref, reason=audit_reason, details={"schema": version.schema})
@@ -92,8 +78,3 @@ class TableWriter:
         self._catalog.sync(table)
         found = [v for v in self._catalog.versions(table) if v.version == version - 1]
         return found[0] if found else None
-
-    @staticmethod
-    def store_profile(conn: sa.Connection, table: str, version: int, profile: dict[str, Any]) -> None:
-        insert_ignoring_duplicates(conn, profiles, [
-            dict(table_name=table, version=version, computed_at=datetime.now(UTC), profile=profile)])
