@@ -16,8 +16,9 @@ from rich.table import Table
 from keel.data.model import ValidationReport
 from keel.workspace import Workspace, open_workspace
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# piped or captured output is not cut to 80 columns: tables keep whole timestamps and refs
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
 @dataclass
