@@ -113,20 +113,35 @@ class Catalog:
             ).all()
         return [_version(r) for r in rows]
 
+    def latest(self, name: str) -> TableVersion | None:
+        """The newest version of ``name`` (None for a table with no version yet)."""
+        try:
+            return self.resolve(Ref(name))
+        except NotFound:
+            return None
+
     def resolve(self, ref: Ref) -> TableVersion:
         """The table version a ref names: latest, ``@N`` or ``@TIMESTAMP`` (as of that instant)."""
         if ref.alias is not None:
             raise NotFound(f"tables have no aliases; {ref} names alias {ref.alias!r}. "
                            "Use NAME@VERSION or NAME@TIMESTAMP")
-        versions = self.versions(ref.name) if self.dataset(ref.name) else []
+        if self.dataset(ref.name) is None:
+            raise NotFound(f"unknown table {ref.name!r}; `keel data tables` lists the tables")
+        self.sync(ref.name)
+        if ref.timestamp is None:  # latest or @N: one row, not the whole history
+            query = sa.select(table_versions).where(table_versions.c.table_name == ref.name)
+            query = query.where(table_versions.c.version == ref.version) if ref.version is not None \
+                else query.order_by(table_versions.c.version.desc()).limit(1)
+            with self._db.read() as conn:
+                row = conn.execute(query).first()
+            if row is not None:
+                return _version(row)
+        versions = self.versions(ref.name)
         if not versions:
             raise NotFound(f"unknown table {ref.name!r}; `keel data tables` lists the tables")
         if ref.version is not None:
-            found = [v for v in versions if v.version == ref.version]
-            if not found:
-                raise NotFound(f"table {ref.name!r} has no version {ref.version}; versions are "
-                               f"{versions[0].version}..{versions[-1].version}")
-            return found[0]
+            raise NotFound(f"table {ref.name!r} has no version {ref.version}; versions are "
+                           f"{versions[0].version}..{versions[-1].version}")
         if ref.timestamp is not None:
             before = [v for v in versions if v.committed_at <= ref.timestamp]
             if not before:
@@ -188,10 +203,16 @@ class Catalog:
         """Index Delta versions that have no metadata row yet; returns the versions recovered."""
         if not self._store.exists(name):
             return []
+        latest = self._store.latest(name).version()
         with self._db.read() as conn:
+            count, highest = conn.execute(
+                sa.select(sa.func.count(), sa.func.max(table_versions.c.version))
+                .where(table_versions.c.table_name == name)).one()
+            if count == latest + 1 and highest == latest:
+                return []  # the usual case: every version indexed, one cheap query
             known = set(conn.execute(
                 sa.select(table_versions.c.version).where(table_versions.c.table_name == name)).scalars())
-        missing = [v for v in range(self._store.latest(name).version() + 1) if v not in known]
+        missing = [v for v in range(latest + 1) if v not in known]
         recovered: list[TableVersion] = []
         for number in missing:
             previous = self._get(name, number - 1) if number > 0 else None

@@ -30,8 +30,9 @@ def content_hash(table: pa.Table, columns: list[str]) -> str:
     if table.num_rows == 0 or not columns:
         return f"{0:032x}"
     expr = ", ".join(_q(c) for c in columns)
-    sums = query_arrow(
-        f"SELECT sum(hash({expr})::HUGEINT) AS a, sum(hash({expr}, 'keel')::HUGEINT) AS b FROM t", t=table
+    sums = query_arrow(  # one hash per row; the second sum re-hashes it, so both are independent
+        f"WITH r AS (SELECT hash({expr}) AS h FROM t) SELECT sum(h::HUGEINT) AS a, sum(hash(h)::HUGEINT) AS b FROM r",
+        t=table,
     ).to_pylist()[0]
     return f"{int(sums['a']) % _MOD:016x}{int(sums['b']) % _MOD:016x}"
 

@@ -50,8 +50,7 @@ class Quarantine:
         if not (self._store.exists(qname) and self._store.has_transaction(qname, ingest_id)):
             rows = pq.read_table(pa.BufferReader(self._artifacts.get_bytes(key)))
             self._catalog.ensure_dataset(qname, partition_by=[], time_column=None, key_columns=[], user=self._user)
-            latest = self._catalog.versions(qname)[-1] if self._catalog.dataset(qname).latest_version is not None \
-                else None
+            latest = self._catalog.latest(qname)
             batch = Batch(rows, source_name, source_hash, ingest_id, details={"quarantine_of": main.version})
             with contextlib.suppress(TransactionExists):  # a concurrent settle committed the same rows first
                 committed = self._writer.commit(qname, batch, mode="append", partition_by=[],

@@ -133,7 +133,7 @@ class DataService:
         data = normalize_time_column(data, time_column)
         if spec is not None:
             data = conform(data, spec)
-        latest = self._latest(table) if info else None
+        latest = self.catalog.latest(table) if info else None
         data, schema_mode = align_to_table(data, latest.schema if latest else None, mode=mode,
                                            schema_change=schema_change, table=table)
         check = None
@@ -145,8 +145,9 @@ class DataService:
     def _write(self, batch: _Batch, table: str, *, mode: str, reason: str | None) -> IngestResult:
         """Commit a checked batch: its contract, then its good rows, then (once) its quarantined rows."""
         contract_version = self._store_contract(table, batch.spec) if batch.spec is not None else None
-        self.catalog.ensure_dataset(table, partition_by=batch.partition_by, time_column=batch.time_column,
-                                    key_columns=batch.key, user=self._user)
+        if batch.latest is None:  # first write (or a table registered by a write that failed)
+            self.catalog.ensure_dataset(table, partition_by=batch.partition_by, time_column=batch.time_column,
+                                        key_columns=batch.key, user=self._user)
         self._quarantine.settle_pending(table)
         ingest_id = uuid.uuid4().hex
         good, quarantined = batch.data, None
@@ -360,10 +361,6 @@ class DataService:
             raise InvalidInput(f"table {table!r} is partitioned by {info.partition_by or 'nothing'}; "
                                f"a write cannot change it to {list(partition_by)}")
         return info.partition_by
-
-    def _latest(self, table: str) -> TableVersion | None:
-        versions = self.catalog.versions(table)
-        return versions[-1] if versions else None
 
     def _existing_keys(self, table: str, spec: Contract, latest: TableVersion | None) -> pa.Table | None:
         unique_cols = sorted({*spec.key, *(c for c, s in spec.columns.items() if s.unique)})

@@ -105,7 +105,8 @@ class TableStore:
                     if not self.exists(name):
                         raise  # a real failure, not a lost creation race
             if version is None:
-                handle = self.latest(name)
+                # no refresh first: a stale snapshot only means delta-rs checks the newer commits and retries
+                handle = self._cache().get(name) or self.latest(name)
                 write_deltalake(handle, data, **options)
                 version = handle.version()
         except DeltaError as exc:
