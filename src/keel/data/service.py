@@ -27,7 +27,6 @@ from keel.audit import AuditLog
 from keel.data.arrow_types import normalize_time_column, unify_strings
 from keel.data.catalog import NO_ROWS_HASH, Catalog, commit_metadata
 from keel.data.contracts import Contract, RowCheck, check_rows, conform, load_contract
-from keel.data.ingest import SchemaChange, align_to_table, reserved_columns
 from keel.data.model import (
     QUARANTINE_SUFFIX,
     ROW_ID,
@@ -42,11 +41,11 @@ from keel.data.model import (
 from keel.data.profiles import compute_profile
 from keel.data.quarantine import Quarantine
 from keel.data.readers import SourceFile, read_source_file, write_file
+from keel.data.schemas import SchemaChange, align_to_table, reserved_columns
 from keel.data.splits import parse_fractions, plan_split
 from keel.data.writer import Batch, TableWriter
 from keel.errors import InvalidInput, NotFound, ValidationFailed
 from keel.lineage import Edge, LineageService
-from keel.logs import get_logger
 from keel.refs import Ref, check_name, parse_ref
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.db import Database, insert_ignoring_duplicates
@@ -56,11 +55,10 @@ from keel.storage.tables import TableStore
 __all__ = ["DataService"]
 
 Source = str | Path | pd.DataFrame | pa.Table
-log = get_logger("keel.data")
 
 
 @dataclass(frozen=True)
-class _Batch:
+class _CheckedIngest:
     """An ingest after every check and before any write."""
 
     src: SourceFile
@@ -115,7 +113,7 @@ class DataService:
 
     def _prepare(self, src: SourceFile, table: str, *, mode: str, partition_by: list[str] | None,
                  time_column: str | None, key: list[str] | None, spec: Contract | None,
-                 schema_change: SchemaChange | None) -> _Batch:
+                 schema_change: SchemaChange | None) -> _CheckedIngest:
         """Everything an ingest checks, in memory, before anything is written."""
         data = unify_strings(src.table)
         reserved_columns(data)
@@ -140,9 +138,9 @@ class DataService:
         if spec is not None:
             existing = self._existing_keys(table, spec, latest) if mode == "append" else None
             check = check_rows(data, spec, existing)
-        return _Batch(src, data, spec, check, latest, partition_by, time_column, key, schema_mode)
+        return _CheckedIngest(src, data, spec, check, latest, partition_by, time_column, key, schema_mode)
 
-    def _write(self, batch: _Batch, table: str, *, mode: str, reason: str | None) -> IngestResult:
+    def _write(self, batch: _CheckedIngest, table: str, *, mode: str, reason: str | None) -> IngestResult:
         """Commit a checked batch: its contract, then its good rows, then (once) its quarantined rows."""
         contract_version = self._store_contract(table, batch.spec) if batch.spec is not None else None
         if batch.latest is None:  # first write (or a table registered by a write that failed)
