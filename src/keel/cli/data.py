@@ -185,6 +185,14 @@ def vacuum(
         console.print(f"versions no longer readable: {', '.join(map(str, result.vacuumed_versions))}")
 
 
+@app.command()
+def optimize(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Compact a table's small files (after many appends) into a new version with the same rows."""
+    version = state(ctx).workspace().data.optimize(name)
+    console.print(f"{version.ref}: compacted, {version.row_count} rows unchanged" if version
+                  else f"{name}: nothing to compact")
+
+
 @contract_app.command("set")
 def contract_set(ctx: typer.Context, table: str = typer.Argument(...), file: Path = typer.Argument(...)) -> None:
     """Store FILE as the next contract version of TABLE."""

@@ -31,7 +31,7 @@ __all__ = ["Catalog", "commit_metadata"]
 
 _VERSION_FIELDS = ("operation", "created_by", "source_name", "source_hash", "contract_version", "rows_added",
                    "batch_hash", "ingest_id", "quarantine_of")
-_ADDS_TO_PREVIOUS = ("append", "append-add-columns", "vacuum")  # a vacuum commit changes no rows
+_ADDS_TO_PREVIOUS = ("append", "append-add-columns", "vacuum", "optimize")  # the last two change no rows
 NO_ROWS_HASH = "0" * 32
 
 

@@ -346,6 +346,24 @@ class DataService:
             self.catalog.sync(name)  # Delta records the vacuum as commits: index them as such
         return VacuumResult(name, removed, dict(sorted(kept.items())), gone, dry_run)
 
+    def optimize(self, name: str) -> TableVersion | None:
+        """Compact the latest version's small files (many appends make many), as one new version.
+
+        The rows, their ids and the content hash stay the same; reads and appends get faster because
+        deltalake's cost per commit grows with the number of files. None when there was nothing to do.
+        """
+        before = self.history(name)[0]
+        meta = commit_metadata(operation="optimize", created_by=self._user, rows_added=0, batch_hash=NO_ROWS_HASH)
+        metrics = self._store.optimize(name, metadata=meta)
+        if not metrics.get("numFilesRemoved"):
+            return None
+        after = self.catalog.latest(name)
+        with self._db.transaction() as conn:
+            self._audit.record(conn, actor=self._user, action="data.optimize", target=after.ref, details={
+                "files_removed": metrics["numFilesRemoved"], "files_added": metrics["numFilesAdded"],
+                "from_version": before.version})
+        return after
+
     # -- internals ---------------------------------------------------------------------------------
 
     def _settle(self, name: str) -> None:

@@ -205,6 +205,14 @@ class TableStore:
         except DeltaError as exc:
             raise StorageError(f"vacuum of table {name!r} failed: {exc}") from exc
 
+    def optimize(self, name: str, *, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Compact small files into large ones (Delta OPTIMIZE); one commit that changes no rows."""
+        try:
+            return self.latest(name).optimize.compact(
+                commit_properties=CommitProperties(custom_metadata=_stringify(metadata or {})))
+        except DeltaError as exc:
+            raise StorageError(f"optimize of table {name!r} failed: {exc}") from exc
+
     def _cache(self) -> dict[str, DeltaTable]:
         if not hasattr(self._handles, "tables"):
             self._handles.tables = {}
