@@ -18,10 +18,13 @@ import pyarrow.parquet as pq
 from keel.data.catalog import Catalog
 from keel.data.model import INGEST_ID, QUARANTINE_SUFFIX, TableVersion
 from keel.data.writer import Batch, TableWriter
+from keel.logs import get_logger
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.tables import TableStore, TransactionExists
 
 __all__ = ["Quarantine"]
+
+log = get_logger("keel.data")
 
 REASON = "_keel_reason"
 
@@ -69,6 +72,8 @@ class Quarantine:
         for key in staged:
             main = by_ingest.get(key.rsplit("/", 1)[-1].removesuffix(".parquet"))
             if main is not None:  # otherwise in flight, or died before its decision point
+                log.warning("quarantine.recovered", table=table, version=main.version,
+                            ingest_id=main.details.get("ingest_id"), user=self._user)
                 self.settle(table, main, main.source_name or "", main.source_hash or "")
 
     def _committed(self, table: str, ingest_id: str) -> TableVersion | None:

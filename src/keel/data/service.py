@@ -46,6 +46,7 @@ from keel.data.splits import parse_fractions, plan_split
 from keel.data.writer import Batch, TableWriter
 from keel.errors import InvalidInput, NotFound, ValidationFailed
 from keel.lineage import Edge, LineageService
+from keel.logs import get_logger
 from keel.refs import Ref, check_name, parse_ref
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.db import Database, insert_ignoring_duplicates
@@ -53,6 +54,8 @@ from keel.storage.schema import contracts, profiles, splits
 from keel.storage.tables import TableStore
 
 __all__ = ["DataService"]
+
+log = get_logger("keel.data")
 
 Source = str | Path | pd.DataFrame | pa.Table
 
@@ -286,7 +289,10 @@ class DataService:
                                    reason=reason, details={"rows": plan.counts["cross_part_duplicates"]})
             return split
 
-        return self._db.retrying(insert)
+        split = self._db.retrying(insert)
+        log.info("split.created", split=split.ref, source=split.source_ref, method=split.method,
+                 counts=split.counts, seed=seed, user=self._user)
+        return split
 
     def split_info(self, ref: str | Ref) -> SplitInfo:
         parsed = parse_ref(ref, kind="split") if isinstance(ref, str) else ref
@@ -344,6 +350,8 @@ class DataService:
                                    reason=reason, details={"removed_files": len(removed), "kept": kept,
                                                            "unreadable": gone})
             self.catalog.sync(name)  # Delta records the vacuum as commits: index them as such
+            log.info("table.vacuumed", table=name, removed_files=len(removed), kept=sorted(kept), unreadable=gone,
+                     user=self._user)
         return VacuumResult(name, removed, dict(sorted(kept.items())), gone, dry_run)
 
     def optimize(self, name: str) -> TableVersion | None:
