@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from keel.errors import InvalidInput, NotFound, StorageError
 from keel.storage.artifacts import safe_join
@@ -30,6 +31,7 @@ __all__ = ["Commit", "TableStore", "TransactionExists", "query_arrow"]
 
 WriteMode = Literal["append", "overwrite"]
 COMMIT_ID = "keel.commit_id"
+COMMIT_ATTEMPTS = 5
 
 
 class TransactionExists(Exception):
@@ -105,10 +107,7 @@ class TableStore:
                     if not self.exists(name):
                         raise  # a real failure, not a lost creation race
             if version is None:
-                # no refresh first: a stale snapshot only means delta-rs checks the newer commits and retries
-                handle = self._cache().get(name) or self.latest(name)
-                write_deltalake(handle, data, **options)
-                version = handle.version()
+                version = self._write_existing(name, data, options, app_id)
         except DeltaError as exc:
             self._cache().pop(name, None)
             if app_id and self.has_transaction(name, app_id):
@@ -129,6 +128,21 @@ class TableStore:
             if self.commit_info(name, version).get(COMMIT_ID) == commit_id:
                 return version
         raise StorageError(f"commit {commit_id} is missing from the Delta log of table {name!r}")
+
+    def _write_existing(self, name: str, data: pa.Table, options: dict[str, Any], app_id: str | None) -> int:
+        """Write through the kept handle; on a commit conflict (e.g. a concurrent metadata change that
+        delta-rs does not retry itself), refresh and try again: a failed commit wrote nothing."""
+        handle = self._cache().get(name) or self.latest(name)  # a stale snapshot is fine: delta-rs rebases
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                write_deltalake(handle, data, **options)
+                return handle.version()
+            except CommitFailedError:
+                if attempt == COMMIT_ATTEMPTS - 1 or (app_id and self.has_transaction(name, app_id)):
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+                handle = self.latest(name)
+        raise AssertionError("unreachable")
 
     def commit_info(self, name: str, version: int) -> dict[str, Any]:
         """The commit info of one version, read from its log file, with ``version`` and ``committed_at``."""
