@@ -137,3 +137,70 @@ splits = sa.Table(
     sa.Column("created_by", sa.String(128), nullable=False),
     sa.UniqueConstraint("name", "version", name="uq_split_version"),
 )
+
+# -- tracking --------------------------------------------------------------------------------------
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("experiment", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(256), nullable=True),
+    sa.Column("parent_id", sa.String(32), sa.ForeignKey("runs.id"), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("ended_at", TS, nullable=True),
+    sa.Column("environment", sa.JSON, nullable=False),
+    sa.Index("ix_runs_experiment", "experiment", "started_at"),
+)
+
+run_params = sa.Table(
+    "run_params",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+run_tags = sa.Table(
+    "run_tags",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+run_metrics = sa.Table(
+    "run_metrics",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),  # order of logging within the run and key
+    sa.Column("step", sa.BigInteger, nullable=True),
+    sa.Column("value", sa.Float, nullable=True),  # null only for an explicitly recorded NaN
+    sa.Column("logged_at", TS, nullable=False),
+)
+
+run_latest_metrics = sa.Table(
+    "run_latest_metrics",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=True),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+run_artifacts = sa.Table(
+    "run_artifacts",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("artifact_key", sa.String(1024), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
