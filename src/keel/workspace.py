@@ -18,6 +18,7 @@ from keel.settings import CONFIG_FILE, STATE_DIR, Settings, find_workspace_root
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.db import Database
 from keel.storage.tables import TableStore
+from keel.tracking.service import RunService
 
 __all__ = ["Workspace", "init", "open_workspace"]
 
@@ -31,7 +32,7 @@ _CONFIG_TEMPLATE = """\
 
 
 class Workspace:
-    """One keel workspace: ``ws.data``, ``ws.lineage``, ``ws.audit`` (later issues add the rest)."""
+    """One keel workspace: ``ws.data``, ``ws.runs``, ``ws.lineage``, ``ws.audit`` (later issues add the rest)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -42,6 +43,8 @@ class Workspace:
         self.lineage = LineageService(self.db)
         self.audit = AuditLog(self.db)
         self.data = DataService(self.db, self.tables, self.artifacts, self.lineage, self.audit, settings.user)
+        self.runs = RunService(self.db, self.artifacts, self.lineage, self.audit, settings.user,
+                               self.canonical_ref, settings.root)
 
     @property
     def root(self) -> Path:
@@ -67,6 +70,7 @@ class Workspace:
         return str(ref)
 
     def close(self) -> None:
+        self.runs.close()  # buffered metric points reach the database
         self.db.dispose()
 
     def __enter__(self) -> Workspace:

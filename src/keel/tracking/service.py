@@ -1,0 +1,136 @@
+"""``ws.runs``: start runs, and find, show and compare them.
+
+Params, tags and artifacts are written when logged (they are few); metric points go through the
+MetricBuffer. A run's inputs (table versions, splits) become lineage edges into the run, in the
+same transaction that creates it, so a run never exists without knowing what it was trained on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from keel.audit import AuditLog
+from keel.errors import Conflict, InvalidInput, NotFound
+from keel.lineage import Edge, LineageService
+from keel.refs import check_name
+from keel.storage.artifacts import ArtifactStore
+from keel.storage.db import Database, insert_ignoring_duplicates
+from keel.storage.schema import run_artifacts, run_latest_metrics, run_metrics, run_params, run_tags, runs
+from keel.tracking.buffer import MetricBuffer
+from keel.tracking.environment import capture_environment
+from keel.tracking.model import RUN_STATUSES, RunInfo
+from keel.tracking.run import Run
+
+__all__ = ["RunService"]
+
+
+class RunService:
+    """Every tracking operation; the CLI, REST API and UI call exactly these methods."""
+
+    def __init__(self, db: Database, artifacts: ArtifactStore, lineage: LineageService, audit: AuditLog,
+                 user: str, resolve_ref: Callable[[str], str], root: Path) -> None:
+        self._db, self._artifacts, self._lineage, self._audit = db, artifacts, lineage, audit
+        self._user, self._resolve, self._root = user, resolve_ref, root
+        self._buffer = MetricBuffer(db)
+
+    # -- runs ----------------------------------------------------------------------------------------
+
+    def start(self, experiment: str, *, name: str | None = None, inputs: Iterable[str] = (),
+              tags: Mapping[str, Any] | None = None, parent: str | Run | None = None) -> Run:
+        """Create a running run; use it as a context manager so it ends with the right status."""
+        check_name(experiment, "experiment name")
+        parent_id = parent.id if isinstance(parent, Run) else parent
+        if parent_id is not None:
+            self.get(parent_id)
+        input_refs = [self._resolve(ref) for ref in inputs]  # NotFound before anything is written
+        run_id = uuid.uuid4().hex
+        environment = capture_environment(self._root)
+        with self._db.transaction() as conn:
+            conn.execute(runs.insert().values(
+                id=run_id, experiment=experiment, name=name, parent_id=parent_id, status="running",
+                created_by=self._user, started_at=datetime.now(UTC), environment=environment))
+            self._lineage.add(conn, [Edge(ref, f"run:{run_id}", "input_of") for ref in input_refs])
+            if parent_id is not None:
+                self._lineage.add(conn, [Edge(f"run:{parent_id}", f"run:{run_id}", "parent_of")])
+        run = Run(self, run_id, experiment, parent_id)
+        if tags:
+            run.set_tags(tags)
+        return run
+
+    def get(self, run_id: str) -> RunInfo:
+        """A run with everything logged to it (metrics as their latest values)."""
+        run_id = run_id.removeprefix("run:")
+        self._buffer.flush()
+        with self._db.read() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+            if row is None:
+                raise NotFound(f"unknown run {run_id!r}; `keel runs list` lists the runs")
+            params = dict(conn.execute(sa.select(run_params.c.key, run_params.c.value)
+                                       .where(run_params.c.run_id == run_id)).all())
+            tags = dict(conn.execute(sa.select(run_tags.c.key, run_tags.c.value)
+                                     .where(run_tags.c.run_id == run_id)).all())
+            metrics = dict(conn.execute(sa.select(run_latest_metrics.c.key, run_latest_metrics.c.value)
+                                        .where(run_latest_metrics.c.run_id == run_id)).all())
+            artifacts = dict(conn.execute(sa.select(run_artifacts.c.name, run_artifacts.c.sha256)
+                                          .where(run_artifacts.c.run_id == run_id)).all())
+        inputs = [e.src for e in self._lineage.edges(f"run:{run_id}") if e.relation == "input_of"]
+        return RunInfo(**dict(row._mapping), params=params, tags=tags, metrics=metrics, artifacts=artifacts,
+                       inputs=inputs)
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int | None, float | None]]:
+        """Every point of one metric, in logging order: (step, value)."""
+        self._buffer.flush()
+        with self._db.read() as conn:
+            return [tuple(r) for r in conn.execute(
+                sa.select(run_metrics.c.step, run_metrics.c.value)
+                .where(run_metrics.c.run_id == run_id.removeprefix("run:"), run_metrics.c.key == key)
+                .order_by(run_metrics.c.seq))]
+
+    def flush(self) -> int:
+        """Write buffered metric points now (runs' ends and interpreter exit do it anyway)."""
+        return self._buffer.flush()
+
+    def close(self) -> None:
+        self._buffer.close()
+
+    # -- writes used by Run --------------------------------------------------------------------------
+
+    def _write_params(self, run_id: str, params: dict[str, str]) -> None:
+        with self._db.transaction() as conn:
+            existing = dict(conn.execute(sa.select(run_params.c.key, run_params.c.value).where(
+                run_params.c.run_id == run_id, run_params.c.key.in_(list(params)))).all())
+            changed = {k: (existing[k], v) for k, v in params.items() if k in existing and existing[k] != v}
+            if changed:
+                detail = "; ".join(f"{k}: {old!r} → {new!r}" for k, (old, new) in changed.items())
+                raise Conflict(f"params are immutable within a run ({detail}); start a new run to change them")
+            insert_ignoring_duplicates(conn, run_params, [
+                {"run_id": run_id, "key": k, "value": v} for k, v in params.items() if k not in existing])
+
+    def _write_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(run_tags.delete().where(run_tags.c.run_id == run_id, run_tags.c.key.in_(list(tags))))
+            conn.execute(run_tags.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
+
+    def _write_artifact(self, run_id: str, name: str, *, data: bytes | None = None, path: Path | None = None) -> str:
+        key = f"runs/{run_id}/artifacts/{name}"
+        stored = self._artifacts.put_bytes(key, data) if data is not None else self._artifacts.put_file(key, path)
+        with self._db.transaction() as conn:
+            conn.execute(run_artifacts.delete().where(run_artifacts.c.run_id == run_id, run_artifacts.c.name == name))
+            conn.execute(run_artifacts.insert().values(run_id=run_id, name=name, artifact_key=key,
+                                                       sha256=stored.sha256, size=stored.size,
+                                                       created_at=datetime.now(UTC)))
+        return stored.sha256
+
+    def _end(self, run_id: str, status: str, error: str | None) -> None:
+        if status not in RUN_STATUSES or status == "running":
+            raise InvalidInput(f"a run ends as finished, failed or killed, not {status!r}")
+        self._buffer.flush()  # everything acknowledged to the run is stored before it is marked ended
+        with self._db.transaction() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(
+                status=status, error=error, ended_at=datetime.now(UTC)))

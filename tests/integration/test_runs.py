@@ -1,0 +1,134 @@
+"""Runs end to end through ws.runs: lifecycle, params, buffered metrics, artifacts, lineage, failures."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import keel
+from keel.errors import Conflict, InvalidInput, NotFound
+
+WORKER = Path(__file__).with_name("workers") / "metric_logger.py"
+
+
+def test_a_run_records_what_was_logged_and_ends_finished(any_ws: keel.Workspace) -> None:
+    any_ws.data.ingest(pa.table({"x": [1, 2, 3]}), "t")
+    with any_ws.runs.start("price", inputs=["t"], tags={"team": "pricing"}) as run:
+        run.log_params({"max_depth": 5, "lr": 0.1})
+        run.log_param("max_depth", 5)  # the same value again is fine
+        for step in range(100):
+            run.log_metric("loss", 1 / (step + 1), step=step)
+        run.log_metrics({"rmse": 2.5, "mae": 1.5})
+        sha = run.log_artifact(b"hello", "notes.txt")
+    info = any_ws.runs.get(run.id)
+    assert info.status == "finished" and info.ended_at is not None and info.error is None
+    assert info.params == {"max_depth": "5", "lr": "0.1"} and info.tags == {"team": "pricing"}
+    assert info.metrics == {"loss": pytest.approx(0.01), "rmse": 2.5, "mae": 1.5}
+    assert info.artifacts == {"notes.txt": sha}
+    assert info.inputs == ["table:t@0"]
+    losses = [v for _, v in any_ws.runs.metric_history(run.id, "loss")]
+    assert losses == pytest.approx([1 / (s + 1) for s in range(100)])
+    assert info.environment["python"] and "pyarrow" in info.environment["packages"]
+
+
+def test_a_failing_block_marks_the_run_failed_with_the_message(ws: keel.Workspace) -> None:
+    with pytest.raises(ValueError), ws.runs.start("price") as run:
+        run.log_metric("partial", 1.0)
+        raise ValueError("the data was wrong")
+    info = ws.runs.get(run.id)
+    assert info.status == "failed" and info.error == "ValueError: the data was wrong"
+    assert info.metrics == {"partial": 1.0}  # what was logged before the failure is kept
+
+
+def test_keyboard_interrupt_marks_the_run_killed(ws: keel.Workspace) -> None:
+    with pytest.raises(KeyboardInterrupt), ws.runs.start("price") as run:
+        raise KeyboardInterrupt
+    assert ws.runs.get(run.id).status == "killed"
+
+
+def test_nested_runs_know_their_parent(ws: keel.Workspace) -> None:
+    with ws.runs.start("price") as parent, parent.start(name="fold-1") as child:
+        child.log_metric("rmse", 3.0)
+    assert ws.runs.get(child.id).parent_id == parent.id
+    assert ws.lineage.downstream(parent.ref).refs() == [parent.ref, child.ref]
+
+
+def test_bad_input_is_refused(ws: keel.Workspace) -> None:
+    with ws.runs.start("price") as run:
+        run.log_param("lr", 0.1)
+        with pytest.raises(Conflict, match="immutable"):
+            run.log_param("lr", 0.2)
+        for bad in (math.nan, math.inf, "1.0", None, True):
+            with pytest.raises(InvalidInput, match="metric 'x'"):
+                run.log_metric("x", bad)
+        run.log_metric("x", math.nan, allow_nan=True)
+        with pytest.raises(InvalidInput, match="step"):
+            run.log_metric("y", 1.0, step=1.5)
+    with pytest.raises(Conflict, match="has ended"):
+        run.log_metric("late", 1.0)
+    with pytest.raises(NotFound, match="unknown run"):
+        ws.runs.get("nope")
+    with pytest.raises(NotFound, match="nothing is named 'missing'"):
+        ws.runs.start("price", inputs=["missing"])
+    assert ws.runs.metric_history(run.id, "x") == [(None, None)]  # the explicit NaN, stored as null
+
+
+def test_log_metric_is_buffered_not_a_round_trip(ws: keel.Workspace) -> None:
+    with ws.runs.start("price") as run:
+        run.log_metric("warm", 0.0)
+        start = time.perf_counter()
+        for i in range(5000):
+            run.log_metric("fast", float(i))
+        per_call = (time.perf_counter() - start) / 5000
+    assert per_call < 0.0005  # a database round trip costs milliseconds; a buffered call microseconds
+    assert len(ws.runs.metric_history(run.id, "fast")) == 5000
+
+
+def test_points_reach_the_database_at_interpreter_exit(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    keel.init(root).close()
+    code = (f"import keel; ws = keel.open({str(root)!r}); run = ws.runs.start('x'); "
+            "[run.log_metric('m', float(i)) for i in range(2500)]; print(run.id)")  # no end, no close
+    run_id = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    with keel.open(root) as ws:
+        assert len(ws.runs.metric_history(run_id, "m")) == 2500
+
+
+def test_sigkill_loses_no_acknowledged_point_and_others_lose_nothing(tmp_path: Path) -> None:
+    """4 processes log 10k points each; one is SIGKILLed mid-way: every acknowledged point is there once."""
+    root = tmp_path / "ws"
+    keel.init(root).close()
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(root), str(w), "10000", "hang" if w == 0 else "end"],
+                              stdout=subprocess.PIPE, text=True) for w in range(4)]
+    victim = procs[0]
+    run_ids, acknowledged = {}, 0
+    for line in victim.stdout:
+        if line.startswith("RUN "):
+            run_ids[0] = line.split()[1]
+        elif line.startswith("FLUSHED "):
+            acknowledged = int(line.split()[1])
+            if acknowledged >= 3000:
+                victim.send_signal(signal.SIGKILL)
+                break
+    victim.wait(timeout=60)
+    for w, proc in enumerate(procs[1:], start=1):
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and "DONE" in out
+        run_ids[w] = out.split()[1]
+    with keel.open(root) as ws:
+        for w, run_id in run_ids.items():
+            points = ws.runs.metric_history(run_id, "m")
+            steps = [s for s, _ in points]
+            assert len(steps) == len(set(steps)), f"worker {w}: a point stored twice"
+            if w == 0:
+                assert acknowledged <= len(points) < 10_000 and steps[:acknowledged] == list(range(acknowledged))
+                assert ws.runs.get(run_id).status == "running"  # killed: nobody could end it
+            else:
+                assert steps == list(range(10_000)) and ws.runs.get(run_id).status == "finished"
