@@ -13,6 +13,7 @@ from keel.cli import data, demo, lineage
 from keel.cli.context import CliState, console, err_console, print_report, state
 from keel.errors import KeelError
 from keel.logs import configure_logging
+from keel.tracking.buffer import flush_all
 from keel.workspace import init as init_workspace
 
 app = typer.Typer(
@@ -97,6 +98,7 @@ def run() -> None:
     code must be the command's, not SIGABRT's.
     """
     code = main()
+    flush_all()  # os._exit skips atexit: buffered metric points must reach the database first
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -24,7 +24,7 @@ from keel.logs import get_logger
 from keel.storage.db import Database
 from keel.storage.schema import run_latest_metrics, run_metrics
 
-__all__ = ["MetricBuffer", "checked_value"]
+__all__ = ["MetricBuffer", "checked_value", "flush_all"]
 
 log = get_logger("keel.tracking")
 _LIVE: weakref.WeakSet[MetricBuffer] = weakref.WeakSet()  # flushed at interpreter exit
@@ -131,7 +131,8 @@ def _upsert_latest(conn: sa.Connection, batch: list[dict[str, Any]]) -> None:
 
 
 @atexit.register
-def _flush_all_at_exit() -> None:
+def flush_all() -> None:
+    """Flush every live buffer: at interpreter exit, and before a process exits without atexit."""
     for buffer in list(_LIVE):
         try:
             buffer.close()
