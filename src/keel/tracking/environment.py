@@ -56,10 +56,8 @@ def clear_cache() -> None:
 def _keel_version() -> str:
     try:
         return importlib.metadata.version("keel")
-    except importlib.metadata.PackageNotFoundError:
-        import keel  # lazily: keel's facade imports the whole system
-
-        return keel.__version__
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _user() -> str | None:
