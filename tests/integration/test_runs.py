@@ -132,3 +132,24 @@ def test_sigkill_loses_no_acknowledged_point_and_others_lose_nothing(tmp_path: P
                 assert ws.runs.get(run_id).status == "running"  # killed: nobody could end it
             else:
                 assert steps == list(range(10_000)) and ws.runs.get(run_id).status == "finished"
+
+
+def test_compare_and_the_cli_show_what_differs(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    ids = []
+    with keel.init(root) as ws:
+        for depth in (3, 5):
+            with ws.runs.start("price") as run:
+                run.log_params({"max_depth": depth, "lr": 0.1})
+                run.log_metric("rmse", 10.0 / depth)
+            ids.append(run.id)
+        result = ws.runs.compare(ids)
+    assert result["params"] == {"lr": ["0.1", "0.1"], "max_depth": ["3", "5"]}
+    assert result["params_differ"] == ["max_depth"] and result["metrics_differ"] == ["rmse"]
+    cli = [sys.executable, "-m", "keel.cli.main", "-w", str(root), "runs"]
+    out = subprocess.run([*cli, "compare", *ids], capture_output=True, text=True, check=True).stdout
+    assert "params.max_depth *" in out and "params.lr *" not in out
+    shown = subprocess.run([*cli, "show", ids[0]], capture_output=True, text=True, check=True).stdout
+    assert f"run:{ids[0]} price: finished" in shown and "max_depth" in shown
+    missing = subprocess.run([*cli, "show", "nope"], capture_output=True, text=True, check=False)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: unknown run 'nope'")

@@ -83,6 +83,19 @@ class RunService:
         return RunInfo(**dict(row._mapping), params=params, tags=tags, metrics=metrics, artifacts=artifacts,
                        inputs=inputs)
 
+    def compare(self, run_ids: Iterable[str]) -> dict[str, Any]:
+        """Params and metrics of several runs side by side, with the keys whose values differ."""
+        infos = [self.get(r) for r in run_ids]
+        if len(infos) < 2:
+            raise InvalidInput("compare needs at least two runs")
+        table: dict[str, Any] = {"runs": [i.id for i in infos]}
+        for section in ("params", "metrics", "tags"):
+            keys = sorted({k for i in infos for k in getattr(i, section)})
+            rows = {k: [getattr(i, section).get(k) for i in infos] for k in keys}
+            table[section] = rows
+            table[f"{section}_differ"] = [k for k, values in rows.items() if len({repr(v) for v in values}) > 1]
+        return table
+
     def metric_history(self, run_id: str, key: str) -> list[tuple[int | None, float | None]]:
         """Every point of one metric, in logging order: (step, value)."""
         self._buffer.flush()
