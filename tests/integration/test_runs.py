@@ -153,3 +153,38 @@ def test_compare_and_the_cli_show_what_differs(tmp_path: Path) -> None:
     assert f"run:{ids[0]} price: finished" in shown and "max_depth" in shown
     missing = subprocess.run([*cli, "show", "nope"], capture_output=True, text=True, check=False)
     assert missing.returncode == 2 and missing.stderr.startswith("error: unknown run 'nope'")
+
+
+def test_list_filters_and_sorts_in_the_database(any_ws: keel.Workspace) -> None:
+    made = {}
+    for depth, rmse in ((3, 4.0), (5, 2.5), (5, 3.5), (8, 1.0)):
+        with any_ws.runs.start("price", name=f"d{depth}-{rmse}") as run:
+            run.log_params({"max_depth": depth})
+            run.log_metric("rmse", rmse)
+        made[run.id] = rmse
+    with any_ws.runs.start("other") as other:
+        other.log_metric("rmse", 0.5)
+    found = any_ws.runs.list(experiment="price", filter="metrics.rmse < 3.6 and params.max_depth = 5",
+                             sort="-metrics.rmse")
+    assert [r.metrics["rmse"] for r in found] == [3.5, 2.5]
+    best = any_ws.runs.list(experiment="price", sort="metrics.rmse", limit=2)
+    assert [r.name for r in best] == ["d8-1.0", "d5-2.5"] and best[0].params == {"max_depth": "8"}
+    assert {r.id for r in any_ws.runs.list(experiment="price")} == set(made)
+    assert any_ws.runs.list(filter="metrics.rmse < 1")[0].id == other.id
+    with pytest.raises(InvalidInput, match="position"):
+        any_ws.runs.list(filter="metrics.rmse <")
+
+
+def test_cli_list_with_filter_and_sort(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    with keel.init(root) as ws:
+        for depth in (3, 5, 8):
+            with ws.runs.start("price", name=f"depth-{depth}") as run:
+                run.log_params({"max_depth": depth})
+                run.log_metric("rmse", 10.0 / depth)
+    cli = [sys.executable, "-m", "keel.cli.main", "-w", str(root), "runs", "list", "--experiment", "price"]
+    out = subprocess.run([*cli, "--filter", "params.max_depth > 3", "--sort", "metrics.rmse"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "2 run(s)" in out and out.index("depth-8") < out.index("depth-5") and "depth-3" not in out
+    bad = subprocess.run([*cli, "--filter", "metrics.rmse <"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:")

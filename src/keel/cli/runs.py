@@ -10,6 +10,32 @@ from keel.cli.context import console, print_json, print_table, state
 app = typer.Typer(no_args_is_help=True, help="Experiment runs: params, metrics, artifacts, environment.")
 
 
+@app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    experiment: str = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
+    filter: str = typer.Option(None, "--filter", help='e.g. "metrics.rmse < 3 and params.max_depth = 5"'),
+    sort: str = typer.Option(None, "--sort", help="e.g. -metrics.rmse (descending), params.lr"),
+    status: str = typer.Option(None, "--status", help="running | finished | failed | killed"),
+    limit: int = typer.Option(50, "--limit", "-n", min=1),
+    fmt: str = typer.Option("table", "--format", help="table | json"),
+) -> None:
+    """Runs matching a filter, sorted; newest first by default."""
+    found = state(ctx).workspace().runs.list(experiment=experiment, filter=filter, sort=sort, status=status,
+                                             limit=limit)
+    if fmt == "json":
+        print_json([r.__dict__ for r in found])
+        return
+    metric_keys = sorted({k for r in found for k in r.metrics})[:6]
+    print_table(f"{len(found)} run(s)", ["run", "experiment", "name", "status", "started (UTC)", *metric_keys],
+                [(r.id[:12], r.experiment, r.name, r.status, f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+                  *(_fmt(r.metrics.get(k)) for k in metric_keys)) for r in found])
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else ("" if value is None else str(value))
+
+
 @app.command()
 def show(ctx: typer.Context, run_id: str = typer.Argument(..., help="Run id (or run:ID)."),
          fmt: str = typer.Option("table", "--format", help="table | json")) -> None:

@@ -26,6 +26,7 @@ from keel.tracking.buffer import MetricBuffer
 from keel.tracking.environment import capture_environment
 from keel.tracking.model import RUN_STATUSES, RunInfo
 from keel.tracking.run import Run
+from keel.tracking.search import search_query
 
 __all__ = ["RunService"]
 
@@ -83,6 +84,16 @@ class RunService:
         return RunInfo(**dict(row._mapping), params=params, tags=tags, metrics=metrics, artifacts=artifacts,
                        inputs=inputs)
 
+    def list(self, *, experiment: str | None = None, filter: str | None = None, sort: str | list[str] | None = None,
+             status: str | None = None, limit: int = 100) -> list[RunInfo]:
+        """Runs matching ``filter`` ("metrics.rmse < 3 and params.max_depth = 5"), in ``sort`` order
+        ("-metrics.rmse"; newest first by default). One query selects; the matches are then loaded."""
+        self._buffer.flush()
+        query = search_query(filter, sort, experiment=experiment, status=status, limit=limit)
+        with self._db.read() as conn:
+            ids = [row[0] for row in conn.execute(query)]
+        return self._load(ids)
+
     def compare(self, run_ids: Iterable[str]) -> dict[str, Any]:
         """Params and metrics of several runs side by side, with the keys whose values differ."""
         infos = [self.get(r) for r in run_ids]
@@ -95,6 +106,19 @@ class RunService:
             table[section] = rows
             table[f"{section}_differ"] = [k for k, values in rows.items() if len({repr(v) for v in values}) > 1]
         return table
+
+    def _load(self, ids: list[str]) -> list[RunInfo]:
+        """Many runs with their params, tags and latest metrics in four queries, in ``ids`` order."""
+        if not ids:
+            return []
+        with self._db.read() as conn:
+            rows = {r.id: dict(r._mapping) for r in conn.execute(sa.select(runs).where(runs.c.id.in_(ids)))}
+            extra: dict[str, dict[str, dict[str, Any]]] = {i: {"params": {}, "tags": {}, "metrics": {}} for i in ids}
+            for section, table in (("params", run_params), ("tags", run_tags), ("metrics", run_latest_metrics)):
+                for run_id, key, value in conn.execute(
+                        sa.select(table.c.run_id, table.c.key, table.c.value).where(table.c.run_id.in_(ids))):
+                    extra[run_id][section][key] = value
+        return [RunInfo(**rows[i], **extra[i]) for i in ids]
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int | None, float | None]]:
         """Every point of one metric, in logging order: (step, value)."""
