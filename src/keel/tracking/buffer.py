@@ -12,7 +12,7 @@ import atexit
 import math
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from numbers import Real
 from typing import Any
@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 from keel.errors import InvalidInput
 from keel.logs import get_logger
-from keel.storage.db import Database
-from keel.storage.schema import run_latest_metrics, run_metrics
+from keel.storage.db import Database, insert_ignoring_duplicates
+from keel.storage.schema import run_latest_metrics, run_metrics, run_params
 
 __all__ = ["MetricBuffer", "checked_value", "flush_all"]
 
@@ -51,6 +51,7 @@ class MetricBuffer:
         self._interval = interval_s
         self._lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []
+        self._params: list[dict[str, Any]] = []
         self._seq: dict[tuple[str, str], int] = {}
         self._flushing = threading.Lock()
         self._stop = threading.Event()
@@ -72,26 +73,40 @@ class MetricBuffer:
         else:
             self._ensure_thread()
 
+    def add_params(self, run_id: str, params: dict[str, str]) -> None:
+        """Queue params; they are written with the next batch (a run's end at the latest)."""
+        with self._lock:
+            self._params.extend({"run_id": run_id, "key": k, "value": v} for k, v in params.items())
+        self._ensure_thread()
+
     def start_run(self, run_id: str, known: dict[str, int] | None = None) -> None:
         """Continue sequence numbers of a resumed run (``known``: key -> last seq stored)."""
         with self._lock:
             for key, seq in (known or {}).items():
                 self._seq[(run_id, key)] = seq
 
-    def flush(self) -> int:
-        """Write every pending point in one transaction; returns how many were written."""
+    def flush(self, then: Callable[[sa.Connection], None] | None = None) -> int:
+        """Write every pending point and param in one transaction, with ``then`` (e.g. a run's end)
+        in the same transaction; returns how many points were written."""
         with self._flushing:
             with self._lock:
                 batch, self._pending = self._pending, []
-            if not batch:
+                params, self._params = self._params, []
+            if not batch and not params and then is None:
                 return 0
             try:
                 with self._db.transaction() as conn:
-                    conn.execute(run_metrics.insert(), batch)
-                    _upsert_latest(conn, batch)
+                    if params:
+                        insert_ignoring_duplicates(conn, run_params, params)
+                    if batch:
+                        conn.execute(run_metrics.insert(), batch)
+                        _upsert_latest(conn, batch)
+                    if then is not None:
+                        then(conn)
             except Exception:
                 with self._lock:  # keep them for the next attempt; nothing was written
                     self._pending[:0] = batch
+                    self._params[:0] = params
                 raise
             return len(batch)
 

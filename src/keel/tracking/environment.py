@@ -22,6 +22,7 @@ import platform
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ def _static() -> tuple[tuple[tuple[str, str], ...], dict[str, str], dict[str, st
 def clear_cache() -> None:
     """Forget the cached snapshot, e.g. after installing packages in this process."""
     _static.cache_clear()
+    _git_seen.clear()
 
 
 def _keel_version() -> str:
@@ -96,6 +98,20 @@ def git_state(folder: str | Path | None = None) -> dict[str, Any] | None:
     return {"commit": commit, "branch": branch, "dirty": dirty}
 
 
+GIT_REUSE_SECONDS = 5.0
+_git_seen: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+
+def _recent_git_state(folder: str) -> dict[str, Any] | None:
+    """git_state, re-used for a few seconds: a sweep starting hundreds of runs should not spawn git for
+    each, and a commit made between runs is still seen by runs started seconds later."""
+    now = time.monotonic()
+    seen = _git_seen.get(folder)
+    if seen is None or now - seen[0] > GIT_REUSE_SECONDS:
+        seen = _git_seen[folder] = (now, git_state(folder))
+    return dict(seen[1]) if seen[1] is not None else None
+
+
 def capture_environment(folder: str | Path | None = None) -> dict[str, Any]:
     """JSON-serialisable description of this process's environment; `folder` (default: cwd) is used for git."""
     packages, python, plat, keel_version = _static()
@@ -108,7 +124,7 @@ def capture_environment(folder: str | Path | None = None) -> dict[str, Any]:
         "platform": dict(plat),
         "packages": dict(packages),
         "keel_version": keel_version,
-        "git": git_state(folder),
+        "git": _recent_git_state(str(folder or os.getcwd())),
         "hostname": hostname,
         "user": _user(),
         "pid": os.getpid(),

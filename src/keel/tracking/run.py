@@ -29,6 +29,7 @@ class Run:
         self.experiment = experiment
         self.parent_id = parent_id
         self._ended = False
+        self._params: dict[str, str] = {}
 
     @property
     def ref(self) -> str:
@@ -40,9 +41,19 @@ class Run:
         self.log_params({key: value})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Params are immutable: logging a different value for a key already logged is refused."""
+        """Params are immutable: logging a different value for a key already logged is refused.
+
+        They are written with the run's next metric batch (its end at the latest), not one by one.
+        """
         self._check_open()
-        self._service._write_params(self.id, {_key(k): str(v) for k, v in params.items()})
+        values = {_key(k): str(v) for k, v in params.items()}
+        changed = {k: (self._params[k], v) for k, v in values.items() if k in self._params and self._params[k] != v}
+        if changed:
+            detail = "; ".join(f"{k}: {old!r} → {new!r}" for k, (old, new) in changed.items())
+            raise Conflict(f"params are immutable within a run ({detail}); start a new run to change them")
+        fresh = {k: v for k, v in values.items() if k not in self._params}
+        self._params.update(fresh)
+        self._service._buffer.add_params(self.id, fresh)
 
     def set_tag(self, key: str, value: Any) -> None:
         self.set_tags({key: value})

@@ -16,11 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from keel.audit import AuditLog
-from keel.errors import Conflict, InvalidInput, NotFound
+from keel.errors import InvalidInput, NotFound
 from keel.lineage import Edge, LineageService
 from keel.refs import check_name
 from keel.storage.artifacts import ArtifactStore
-from keel.storage.db import Database, insert_ignoring_duplicates
+from keel.storage.db import Database
 from keel.storage.schema import run_artifacts, run_latest_metrics, run_metrics, run_params, run_tags, runs
 from keel.tracking.buffer import MetricBuffer
 from keel.tracking.environment import capture_environment
@@ -138,17 +138,6 @@ class RunService:
 
     # -- writes used by Run --------------------------------------------------------------------------
 
-    def _write_params(self, run_id: str, params: dict[str, str]) -> None:
-        with self._db.transaction() as conn:
-            existing = dict(conn.execute(sa.select(run_params.c.key, run_params.c.value).where(
-                run_params.c.run_id == run_id, run_params.c.key.in_(list(params)))).all())
-            changed = {k: (existing[k], v) for k, v in params.items() if k in existing and existing[k] != v}
-            if changed:
-                detail = "; ".join(f"{k}: {old!r} → {new!r}" for k, (old, new) in changed.items())
-                raise Conflict(f"params are immutable within a run ({detail}); start a new run to change them")
-            insert_ignoring_duplicates(conn, run_params, [
-                {"run_id": run_id, "key": k, "value": v} for k, v in params.items() if k not in existing])
-
     def _write_tags(self, run_id: str, tags: dict[str, str]) -> None:
         with self._db.transaction() as conn:
             conn.execute(run_tags.delete().where(run_tags.c.run_id == run_id, run_tags.c.key.in_(list(tags))))
@@ -167,7 +156,10 @@ class RunService:
     def _end(self, run_id: str, status: str, error: str | None) -> None:
         if status not in RUN_STATUSES or status == "running":
             raise InvalidInput(f"a run ends as finished, failed or killed, not {status!r}")
-        self._buffer.flush()  # everything acknowledged to the run is stored before it is marked ended
-        with self._db.transaction() as conn:
-            conn.execute(runs.update().where(runs.c.id == run_id).values(
-                status=status, error=error, ended_at=datetime.now(UTC)))
+        ended_at = datetime.now(UTC)
+
+        def mark_ended(conn: sa.Connection) -> None:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(status=status, error=error, ended_at=ended_at))
+
+        # one transaction: everything logged to the run is stored, and the run is marked ended
+        self._buffer.flush(then=mark_ended)
