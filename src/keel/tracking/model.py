@@ -24,7 +24,7 @@ class RunInfo:
     created_by: str
     started_at: datetime
     ended_at: datetime | None
-    environment: dict[str, Any]
+    environment: dict[str, Any] | None  # None in list results (not loaded); get(id) has it
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float | None] = field(default_factory=dict)
