@@ -37,7 +37,6 @@ import argparse
 import cProfile
 import gc
 import json
-import pstats
 import shutil
 import sqlite3
 import subprocess
@@ -63,6 +62,7 @@ from _common import (
     summarize,
     write_results,
 )
+from _profiling import Breakdown, report_profile
 from keel.storage.db import Database
 from keel.tracking.environment import capture_environment
 
@@ -551,12 +551,10 @@ def print_report(report: dict[str, Any], info: dict[str, Any], mlflow: dict[str,
 def profile(args: argparse.Namespace) -> int:
     """Where keel's time goes in the three measured operations: a wall-clock breakdown, then cProfile.
 
-    The breakdown wraps every keel function with a timer (``tables.Breakdown``); it is not thread-safe,
+    The breakdown wraps every keel function with a timer (``_profiling.Breakdown``); it is not thread-safe,
     so the metric buffer's background flush is slowed to once an hour for the profile (the operations
     flush explicitly anyway). Profiles are saved as ``results/tracking-*.prof``.
     """
-    from tables import Breakdown
-
     data = make_data(args.points, args.runs, args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="keel-bench-tracking-prof-", dir=args.workdir))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -606,7 +604,7 @@ def profile(args: argparse.Namespace) -> int:
             prof.enable()
             fn()
             prof.disable()
-            _report(prof, name, ops, RESULTS_DIR / f"tracking-{name}.prof")
+            report_profile(prof, name, ops, RESULTS_DIR / f"tracking-{name}.prof")
         ws.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -614,25 +612,6 @@ def profile(args: argparse.Namespace) -> int:
     path.write_text(json.dumps(found, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"\nbreakdown: {path}")
     return 0
-
-
-def _report(prof: cProfile.Profile, what: str, ops: int, path: Path, top: int = 25) -> None:
-    """The functions with the most self time (any package), then keel's own by cumulative time."""
-    prof.dump_stats(path)
-    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
-    rows = []
-    for (filename, line, func), (_cc, ncalls, tottime, cumtime, _callers) in stats.items():
-        short = filename.split("/src/")[-1] if "/src/keel/" in filename else filename.split("site-packages/")[-1]
-        rows.append((tottime, cumtime, ncalls, f"{short}:{line}({func})", "/src/keel/" in filename))
-    print(f"\n== keel {what}: cProfile over {ops} op(s), ms per op (profiler overhead included)")
-    print(f"{'self ms/op':>10} {'cum ms/op':>10} {'calls/op':>9}  function (most self time, any package)")
-    for self_, cum, n, name, _ in sorted(rows, reverse=True)[:top]:
-        print(f"{self_ * 1000 / ops:10.3f} {cum * 1000 / ops:10.3f} {n / ops:9.1f}  {name}")
-    print(f"{'cum ms/op':>10} {'self ms/op':>10} {'calls/op':>9}  keel function (by cumulative time)")
-    keel_rows = sorted(((cum, self_, n, name) for self_, cum, n, name, k in rows if k), reverse=True)[:top]
-    for cum, self_, n, name in keel_rows:
-        print(f"{cum * 1000 / ops:10.3f} {self_ * 1000 / ops:10.3f} {n / ops:9.1f}  {name}")
-    print(f"(full profile: {path}; `python -m pstats {path}`, or snakeviz)")
 
 
 def main(argv: list[str] | None = None) -> int:
