@@ -156,21 +156,19 @@ runs = sa.Table(
     sa.Index("ix_runs_experiment", "experiment", "started_at"),
 )
 
-run_params = sa.Table(
-    "run_params",
-    metadata,
-    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
-    sa.Column("key", sa.String(250), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
+def _run_key_values(name: str) -> sa.Table:
+    """params and tags: one text value per (run, key)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+        sa.Column("key", sa.String(250), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
 
-run_tags = sa.Table(
-    "run_tags",
-    metadata,
-    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
-    sa.Column("key", sa.String(250), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
+
+run_params = _run_key_values("run_params")
+run_tags = _run_key_values("run_tags")
 
 run_metrics = sa.Table(
     "run_metrics",
