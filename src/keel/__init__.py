@@ -4,11 +4,20 @@
     ws = keel.init("my-project")            # or keel.open() inside a workspace
     ws.data.ingest("listings.csv", table="listings", contract="contract.yaml", on_bad_rows="quarantine")
     split = ws.data.split("listings", target="price", time_column="listed_at")
+    with ws.runs.start("price", inputs=[split.ref]) as run:
+        model = ws.runs.fit(LinearRegression(), split.ref, run=run)   # fits on the training part only
+        run.log_model(model, "price", input_example=ws.data.read_split(split.ref, "train").head())
+    ws.models.load("price@champion").predict(frame)                   # checked against the signature
 """
 
 from keel.data import ColumnSpec, Contract, IngestResult, SplitInfo, TableInfo, TableVersion, ValidationReport
 from keel.errors import KeelError
+from keel.models.loaded import LoadedModel
+from keel.models.model import ModelVersion, RegisteredModel
+from keel.models.signature import Signature
 from keel.settings import Settings
+from keel.tracking.model import RunInfo
+from keel.tracking.run import Run
 from keel.workspace import Workspace, init
 from keel.workspace import open_workspace as open
 
@@ -19,7 +28,13 @@ __all__ = [
     "Contract",
     "IngestResult",
     "KeelError",
+    "LoadedModel",
+    "ModelVersion",
+    "RegisteredModel",
+    "Run",
+    "RunInfo",
     "Settings",
+    "Signature",
     "SplitInfo",
     "TableInfo",
     "TableVersion",

@@ -13,6 +13,11 @@ never message strings.
     │   ├── ValidationFailed        422            data broke its contract; ``report`` says how
     │   ├── SchemaMismatch          409            an append whose schema differs from the table's
     │   ├── LeakageError            409            a split that would leak (duplicates across parts)
+    │   ├── SignatureMismatch       422            a frame that does not fit a model's input signature
+    │   ├── UnsupportedModel        400            a model class no flavor knows how to package
+    │   ├── PermissionDenied        403            the user's role does not allow it (approve, promote)
+    │   │   └── UntrustedModel      403            a package that would run code on load, not trusted
+    │   ├── TamperedPackage         409            a model package whose files changed since it was stored
     │   └── Conflict                409            the object exists already / state does not allow it
     ├── NotFound                    404 / exit 2   unknown table, version, split, workspace, ...
     │   └── WorkspaceNotFound       404            no keel.toml here or above
@@ -31,9 +36,14 @@ __all__ = [
     "KeelError",
     "LeakageError",
     "NotFound",
+    "PermissionDenied",
     "SchemaMismatch",
+    "SignatureMismatch",
     "StorageError",
+    "TamperedPackage",
     "UnreadableFile",
+    "UnsupportedModel",
+    "UntrustedModel",
     "UserError",
     "ValidationFailed",
     "WorkspaceNotFound",
@@ -92,6 +102,26 @@ class SchemaMismatch(UserError):
 
 
 class LeakageError(UserError):
+    http_status = 409
+
+
+class SignatureMismatch(UserError):
+    http_status = 422
+
+
+class UnsupportedModel(UserError):
+    pass
+
+
+class PermissionDenied(UserError):
+    http_status = 403
+
+
+class UntrustedModel(PermissionDenied):
+    pass
+
+
+class TamperedPackage(UserError):
     http_status = 409
 
 

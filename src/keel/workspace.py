@@ -13,12 +13,14 @@ from keel.audit import AuditLog
 from keel.data.service import DataService
 from keel.errors import Conflict, InvalidInput, NotFound
 from keel.lineage import LineageService
+from keel.models.service import ModelService
 from keel.refs import parse_ref
 from keel.settings import CONFIG_FILE, STATE_DIR, Settings, find_workspace_root
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.db import Database
 from keel.storage.tables import TableStore
 from keel.tracking.service import RunService
+from keel.users import UserService
 
 __all__ = ["Workspace", "init", "open_workspace"]
 
@@ -32,7 +34,7 @@ _CONFIG_TEMPLATE = """\
 
 
 class Workspace:
-    """One keel workspace: ``ws.data``, ``ws.runs``, ``ws.lineage``, ``ws.audit`` (later issues add the rest)."""
+    """One keel workspace: ``ws.data``, ``ws.runs``, ``ws.models``, ``ws.users``, ``ws.lineage``, ``ws.audit``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -44,7 +46,11 @@ class Workspace:
         self.audit = AuditLog(self.db)
         self.data = DataService(self.db, self.tables, self.artifacts, self.lineage, self.audit, settings.user)
         self.runs = RunService(self.db, self.artifacts, self.lineage, self.audit, settings.user,
-                               self.canonical_ref, settings.root)
+                               self.canonical_ref, settings.root, self.data)
+        self.users = UserService(self.db, self.audit, settings.user)
+        self.models = ModelService(self.db, self.artifacts, self.lineage, self.audit, self.users, self.runs,
+                                   settings.user, settings.root)
+        self.runs.model_logger = self.models.log_model
 
     @property
     def root(self) -> Path:
@@ -65,8 +71,10 @@ class Workspace:
             except NotFound:
                 if ref.kind == "split":
                     raise
+        if ref.kind in (None, "model") and ref.timestamp is None and self.models.exists(ref.name):
+            return self.models.resolve(text)
         if ref.kind is None:
-            raise NotFound(f"nothing is named {text!r}: no table or split of that name")
+            raise NotFound(f"nothing is named {text!r}: no table, split or model of that name")
         return str(ref)
 
     def close(self) -> None:

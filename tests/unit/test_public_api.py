@@ -9,7 +9,13 @@ PUBLIC_API = [
     "Contract",
     "IngestResult",
     "KeelError",
+    "LoadedModel",
+    "ModelVersion",
+    "RegisteredModel",
+    "Run",
+    "RunInfo",
     "Settings",
+    "Signature",
     "SplitInfo",
     "TableInfo",
     "TableVersion",
@@ -55,7 +61,8 @@ def test_version_is_a_string() -> None:
 
 
 def test_public_types_are_classes() -> None:
-    for name in ("ColumnSpec", "Contract", "IngestResult", "KeelError", "Settings", "SplitInfo", "TableInfo",
+    for name in ("ColumnSpec", "Contract", "IngestResult", "KeelError", "LoadedModel", "ModelVersion",
+                 "RegisteredModel", "Run", "RunInfo", "Settings", "Signature", "SplitInfo", "TableInfo",
                  "TableVersion", "ValidationReport", "Workspace"):
         assert isinstance(getattr(keel, name), type), name
     assert issubclass(keel.KeelError, Exception)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from keel.cli import data, demo, lineage, runs
+from keel.cli import data, demo, lineage, models, runs, users
 from keel.cli.context import CliState, console, err_console, print_report, state
 from keel.errors import KeelError
 from keel.logs import configure_logging
@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
+app.add_typer(users.app, name="users")
 app.command("lineage")(lineage.lineage)
 app.command("audit")(lineage.audit)
 app.command("demo")(demo.demo)

@@ -202,3 +202,91 @@ run_artifacts = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("created_at", TS, nullable=False),
 )
+
+# -- people ----------------------------------------------------------------------------------------
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("role", sa.String(32), nullable=False),  # viewer | developer | approver | admin
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+)
+
+# -- models ----------------------------------------------------------------------------------------
+
+registered_models = sa.Table(
+    "registered_models",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("latest_version", sa.Integer, nullable=False),  # the version counter: +1 under a row lock
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("model", sa.String(128), sa.ForeignKey("registered_models.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), nullable=True),
+    sa.Column("flavor", sa.String(32), nullable=False),
+    sa.Column("model_class", sa.String(256), nullable=False),
+    sa.Column("package_key", sa.String(1024), nullable=False),  # artifact folder of the package
+    sa.Column("manifest_sha256", sa.String(64), nullable=False),  # pins every file through the manifest
+    sa.Column("signature", sa.JSON, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Index("ix_model_versions_run", "run_id"),
+)
+
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column("model", sa.String(128), sa.ForeignKey("registered_models.name"), primary_key=True),
+    sa.Column("alias", sa.String(64), primary_key=True),  # champion, ... and the environments staging, production
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("updated_by", sa.String(128), nullable=False),
+)
+
+model_alias_history = sa.Table(
+    "model_alias_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("alias", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),  # null: the alias was removed
+    sa.Column("previous_version", sa.Integer, nullable=True),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Index("ix_model_alias_history_model", "model", "alias"),
+)
+
+model_approvals = sa.Table(
+    "model_approvals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("environment", sa.String(64), nullable=False),
+    sa.Column("approved_by", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),  # the approver's role when they approved
+    sa.Column("at", TS, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Index("ix_model_approvals_version", "model", "version"),
+)
+
+model_cards = sa.Table(
+    "model_cards",
+    metadata,
+    sa.Column("model", sa.String(128), sa.ForeignKey("registered_models.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),  # the card's own version, not the model's
+    sa.Column("card", sa.JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+)

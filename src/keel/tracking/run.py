@@ -9,7 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from keel.errors import Conflict, InvalidInput
+from keel.errors import Conflict, InvalidInput, KeelError
 from keel.tracking.buffer import checked_value
 
 if TYPE_CHECKING:
@@ -91,6 +91,18 @@ class Run:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", bbox_inches="tight")
         return self.log_artifact(buffer.getvalue(), name if name.endswith(".png") else f"{name}.png")
+
+    def log_model(self, model: Any, name: str, **options: Any) -> Any:
+        """Package ``model`` and register it as the next version of ``name``, produced by this run.
+
+        Options: ``input_example`` (a few training rows; the signature is inferred from them),
+        ``signature``, ``flavor`` (``"python"`` for any object with ``predict``), ``description``.
+        """
+        self._check_open()
+        logger = self._service.model_logger
+        if logger is None:
+            raise KeelError("no model registry is attached to this run service; open a workspace with keel.open()")
+        return logger(self, model, name, **options)
 
     def start(self, *, name: str | None = None, tags: Mapping[str, Any] | None = None) -> Run:
         """A nested run under this one (same experiment)."""

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from keel.audit import AuditLog
+from keel.data.service import DataService
 from keel.errors import InvalidInput, NotFound
 from keel.lineage import Edge, LineageService
 from keel.refs import check_name
@@ -34,10 +35,13 @@ __all__ = ["RunService"]
 class RunService:
     """Every tracking operation; the CLI, REST API and UI call exactly these methods."""
 
+    # ``run.log_model`` calls this; the Workspace sets it to ``ws.models.log_model`` (models sit above tracking)
+    model_logger: Callable[..., Any] | None = None
+
     def __init__(self, db: Database, artifacts: ArtifactStore, lineage: LineageService, audit: AuditLog,
-                 user: str, resolve_ref: Callable[[str], str], root: Path) -> None:
+                 user: str, resolve_ref: Callable[[str], str], root: Path, data: DataService) -> None:
         self._db, self._artifacts, self._lineage, self._audit = db, artifacts, lineage, audit
-        self._user, self._resolve, self._root = user, resolve_ref, root
+        self._user, self._resolve, self._root, self._data = user, resolve_ref, root, data
         self._buffer = MetricBuffer(db)
 
     # -- runs ----------------------------------------------------------------------------------------
@@ -130,6 +134,23 @@ class RunService:
             for section, run_id, key, text, number in conn.execute(extras):
                 found[run_id][section][key] = number if section == "metrics" else text
         return [RunInfo(**rows[i], environment=None, **found[i]) for i in ids]
+
+    # -- training helpers (scikit-learn and matplotlib are imported only when used) -------------------
+
+    def fit(self, estimator: Any, data: Any, **options: Any) -> Any:
+        """Fit ``estimator`` on the training part only; see ``keel.tracking.evaluation.fit``."""
+        from keel.tracking.evaluation import fit
+        return fit(self._data, estimator, data, **options)
+
+    def evaluate(self, model: Any, data: Any, **options: Any) -> Any:
+        """Metrics per part and slice beside a dummy baseline; see ``keel.tracking.evaluation.evaluate``."""
+        from keel.tracking.evaluation import evaluate
+        return evaluate(self._data, model, data, **options)
+
+    def importance(self, model: Any, data: Any, **options: Any) -> Any:
+        """Built-in, permutation and SHAP importance; see ``keel.tracking.importance.importance``."""
+        from keel.tracking.importance import importance
+        return importance(self._data, model, data, **options)
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int | None, float | None]]:
         """Every point of one metric, in logging order: (step, value)."""

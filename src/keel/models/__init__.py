@@ -1,0 +1,1 @@
+"""Model packages (flavors, signatures, safe formats) and the registry (versions, aliases, approvals)."""
