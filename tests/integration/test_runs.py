@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 import keel
 from keel.errors import Conflict, InvalidInput, NotFound
+from keel.tracking import service as service_module
 
 WORKER = Path(__file__).with_name("workers") / "metric_logger.py"
 
@@ -173,6 +175,35 @@ def test_list_filters_and_sorts_in_the_database(any_ws: keel.Workspace) -> None:
     assert any_ws.runs.list(filter="metrics.rmse < 1")[0].id == other.id
     with pytest.raises(InvalidInput, match="position"):
         any_ws.runs.list(filter="metrics.rmse <")
+
+
+@pytest.mark.parametrize("exact_float_text", [True, False])
+def test_listed_runs_equal_what_get_returns(any_ws: keel.Workspace, monkeypatch: pytest.MonkeyPatch,
+                                            exact_float_text: bool) -> None:
+    """list() reads every run in one statement (or, where SQLite cannot print doubles exactly, in two
+    queries); either way each RunInfo equals get()'s, less the environment, artifacts and inputs."""
+    monkeypatch.setattr(service_module, "sqlite_prints_floats_exactly", lambda: exact_float_text)
+    any_ws.data.ingest(pa.table({"x": [1, 2, 3]}), "t")
+    odd = {"third": 1 / 3, "tiny": 5e-324, "huge": -1.7976931348623157e308, "inf": math.inf, "nan": math.nan}
+    with any_ws.runs.start("price", name="odd", inputs=["t"], tags={"note": 'say "hi"\n', "ü": "∑"}) as parent:
+        parent.log_params({"lr": 0.1, "key with spaces": "it's"})
+        parent.log_metrics(odd, allow_nan=True)
+        parent.log_artifact(b"x", "x.bin")
+        with parent.start(name="child") as child:
+            child.log_metric("rmse", 2.5)
+    with any_ws.runs.start("price", name="failed") as failed:
+        failed.end("failed", "boom")
+    listed = any_ws.runs.list(experiment="price", sort="run.name")
+    assert [r.name for r in listed] == ["child", "failed", "odd"]
+    for info in listed:
+        expected = dataclasses.replace(any_ws.runs.get(info.id), environment=None, artifacts={}, inputs=[])
+        assert info == expected
+    odd_run = listed[2]
+    assert odd_run.metrics["nan"] is None and odd_run.metrics["inf"] == math.inf
+    assert {k: v for k, v in odd_run.metrics.items() if k != "nan"} == {k: v for k, v in odd.items() if k != "nan"}
+    assert odd_run.params == {"lr": "0.1", "key with spaces": "it's"} and odd_run.tags["note"] == 'say "hi"\n'
+    assert listed[0].parent_id == parent.id and listed[1].error == "boom" and listed[1].ended_at is not None
+    assert listed[0].duration_s is not None and listed[0].started_at.tzinfo is not None
 
 
 def test_cli_list_with_filter_and_sort(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,17 @@ from sqlalchemy.dialects import sqlite
 from keel.errors import InvalidInput, UserError
 from keel.storage.db import Database
 from keel.storage.schema import run_latest_metrics, run_params, run_tags, runs
-from keel.tracking.search import And, Condition, Or, SortKey, parse_filter, parse_sort, search_query
+from keel.tracking.search import (
+    And,
+    Condition,
+    Or,
+    SortKey,
+    parse_filter,
+    parse_sort,
+    search_query,
+    search_runs,
+    sqlite_prints_floats_exactly,
+)
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -294,9 +305,13 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 
 
 def ids(db: Database, filter: str | None = None, sort: str = "", **kwargs: Any) -> list[str]:
+    """The ids search_query selects, checked against search_runs (the listing's statement): same runs, same order."""
     query = search_query(None if filter is None else parse_filter(filter), parse_sort(sort), **kwargs)
     with db.read() as conn:
-        return list(conn.execute(query).scalars())
+        found = list(conn.execute(query).scalars())
+        listed = [row.id for row in conn.execute(search_runs(filter, sort, **kwargs))]
+    assert listed == found
+    return found
 
 
 @pytest.mark.parametrize(
@@ -466,7 +481,8 @@ def test_experiment_status_and_limit(db: Database) -> None:
 def test_one_statement_whatever_the_filter() -> None:
     query = search_query(parse_filter("metrics.a < 1 and (params.b = 2 or tags.c like 'x%')"), parse_sort("-metrics.a"))
     sql = str(query.compile(dialect=sqlite.dialect()))
-    assert sql.count("EXISTS") == 3 and sql.count("LEFT OUTER JOIN") == 1
+    # the top-level condition on a metric is an inner join, the two inside "or" are EXISTS, the sort key an outer join
+    assert sql.count("EXISTS") == 2 and sql.count("LEFT OUTER JOIN") == 1 and sql.count(" JOIN ") == 2
     assert sql.rstrip().endswith("LIMIT ? OFFSET ?")
 
 
@@ -511,3 +527,37 @@ def test_threshold_and_sort_agree_with_python(scratch: Database, values: list[An
     ascending = ids(scratch, f"metrics.m >= {threshold!r}", "metrics.m")
     at_least = [r for r in present if present[r] >= threshold]
     assert ascending == sorted(at_least, key=lambda r: (present[r], -started[r], r))
+
+
+# ---------------------------------------------------------------- search_runs: the listing's one statement
+
+
+def test_search_runs_returns_each_runs_params_tags_and_exact_metrics(db: Database) -> None:
+    odd = {"tiny": 5e-324, "huge": 1.7976931348623157e308, "third": 1 / 3, "neg": -1.1545580616824966e232,
+           "inf": math.inf, "-inf": -math.inf, "nan": None, 'quote"key\\': 0.1, "ü ∑": 2.0 ** 53 + 2}
+    text = {"q": "it's \"quoted\"", "nl": "a\nb\tc\\", "uni": "ü ∑ 🐍", "empty": ""}
+    with db.transaction() as conn:
+        add_run(conn, "odd", minute=30, experiment="odd", metrics=odd, params=text, tags=text)
+        add_run(conn, "bare", minute=31, experiment="odd")
+    with db.read() as conn:
+        rows = {row.id: row for row in conn.execute(search_runs(None, None, experiment="odd"))}
+    assert [json.loads(rows["bare"].data)] == [[{}, {}, {}]]
+    params, tags, metrics = json.loads(rows["odd"].data)
+    assert params == text and tags == text
+    assert metrics == odd  # every double back exactly (== on floats), infinities and the NaN's null included
+    assert rows["odd"].started_at == T0 + timedelta(minutes=30) and rows["odd"].experiment == "odd"
+    assert "environment" not in rows["odd"]._fields
+
+
+def test_sqlite_here_prints_floats_exactly() -> None:
+    assert sqlite_prints_floats_exactly()  # else keel lists runs with two queries (tested in test_runs.py)
+
+
+def test_search_runs_statements_are_reused() -> None:
+    first = search_runs("metrics.a < 1", "-metrics.a", experiment="x", limit=5)
+    assert search_runs("metrics.a < 1", "-metrics.a", experiment="x", limit=5) is first
+    as_list = search_runs("metrics.a < 1", ["-metrics.a"], experiment="x", limit=5)
+    assert search_runs("metrics.a < 1", ["-metrics.a"], experiment="x", limit=5) is as_list
+    assert search_runs("metrics.a < 2", "-metrics.a", experiment="x", limit=5) is not first
+    with pytest.raises(InvalidInput, match="limit"):
+        search_runs(None, None, limit=0)

@@ -8,12 +8,13 @@ workspace at once all end up on the head revision, and none sees a half-migrated
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -25,7 +26,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from keel.errors import InvalidInput, StorageError
 
-__all__ = ["Database", "insert_ignoring_duplicates", "is_unique_violation"]
+__all__ = ["Database", "Prepared", "dialect_insert", "insert_ignoring_duplicates", "is_unique_violation"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6B65656C  # "keel"
@@ -101,13 +102,90 @@ def insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: list[dic
     """
     if not rows:
         return 0
-    if conn.dialect.name == "postgresql":
+    return conn.execute(dialect_insert(conn.dialect.name)(table).on_conflict_do_nothing(), rows).rowcount
+
+
+def dialect_insert(dialect: str) -> Callable[[sa.Table], sa.Insert]:
+    """The dialect's ``insert`` with ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
-    elif conn.dialect.name == "sqlite":
+    elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     else:  # pragma: no cover - keel supports SQLite and PostgreSQL
-        raise StorageError(f"unsupported metadata database {conn.dialect.name}")
-    return conn.execute(insert(table).on_conflict_do_nothing(), rows).rowcount
+        raise StorageError(f"unsupported metadata database {dialect}")
+    return insert
+
+
+class Prepared:
+    """An INSERT or UPDATE compiled once per dialect and run with ``exec_driver_sql``.
+
+    For small, frequent writes (a run's row, its end, a batch of metric points) SQLAlchemy's per-call
+    work — cache key, parameter construction per row, type processing dispatch — costs several times
+    what the database takes to run the statement. Here the SQL text, the parameter order and the bind
+    processors (UTC datetimes, JSON) all come from SQLAlchemy's own compilation for the connection's
+    dialect, once, so the rows stored are the same as ``conn.execute(statement, rows)`` would store;
+    errors are SQLAlchemy's as usual. Rows are tuples in ``keys`` order. Not for statements with
+    expanding (``IN``) parameters.
+    """
+
+    def __init__(self, statement: sa.Insert | sa.Update, keys: Sequence[str]) -> None:
+        self.statement = statement
+        self.keys = tuple(keys)
+        self._plans: dict[tuple[str, str, str], tuple[str, Callable[[Sequence[Any]], Any]]] = {}
+
+    def execute(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """Run the statement for every row (one ``executemany`` when there are several)."""
+        if not rows:
+            return
+        dialect = conn.dialect
+        plan = self._plans.get((dialect.name, dialect.driver, dialect.paramstyle)) or self._plan(dialect)
+        sql, convert = plan
+        if len(rows) == 1:
+            conn.exec_driver_sql(sql, convert(rows[0]))
+        else:
+            conn.exec_driver_sql(sql, [convert(row) for row in rows])
+
+    def _plan(self, dialect: sa.Dialect) -> tuple[str, Callable[[Sequence[Any]], Any]]:
+        columns = self.statement.table.c  # type: ignore[attr-defined]
+        compiled = self.statement.compile(dialect=dialect, column_keys=[k for k in self.keys if k in columns])
+        names = list(compiled.positiontup or []) if dialect.positional else list(compiled.binds)
+        unknown = [n for n in names if n not in self.keys]
+        if unknown or compiled.literal_execute_params or compiled.post_compile_params:
+            raise StorageError(f"cannot prepare {self.statement}: parameters {unknown} are not given")
+        take = operator.itemgetter(*[self.keys.index(n) for n in names])
+        processors = [(position, _processor(compiled.binds[n].type, dialect)) for position, n in enumerate(names)]
+        processors = [(position, p) for position, p in processors if p is not None]
+        named = not dialect.positional
+
+        def convert(row: Sequence[Any]) -> Any:
+            values = take(row)
+            values = [values] if len(names) == 1 else list(values)
+            for position, process in processors:
+                values[position] = process(values[position])
+            return dict(zip(names, values, strict=True)) if named else tuple(values)
+
+        plan = self._plans[(dialect.name, dialect.driver, dialect.paramstyle)] = (compiled.string, convert)
+        return plan
+
+
+def _processor(type_: sa.types.TypeEngine, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+    """The type's bind processor; for datetimes it remembers its last value, because a batch of rows
+    usually shares one timestamp object (datetimes are immutable, so identity is enough)."""
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    base = type_.impl if isinstance(type_, sa.TypeDecorator) else type_
+    if process is None or not isinstance(base, sa.DateTime):
+        return process
+    last: list[tuple[Any, Any]] = [(object(), None)]
+
+    def remembered(value: Any) -> Any:
+        seen, out = last[0]
+        if value is seen:
+            return out
+        out = process(value)
+        last[0] = (value, out)
+        return out
+
+    return remembered
 
 
 def is_unique_violation(exc: IntegrityError) -> bool:

@@ -9,6 +9,7 @@ On SIGKILL at most the points of the last flush interval are lost; never part of
 from __future__ import annotations
 
 import atexit
+import functools
 import math
 import threading
 import weakref
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 
 from keel.errors import InvalidInput
 from keel.logs import get_logger
-from keel.storage.db import Database, insert_ignoring_duplicates
+from keel.storage.db import Database, Prepared, dialect_insert
 from keel.storage.schema import run_latest_metrics, run_metrics, run_params
 
 __all__ = ["MetricBuffer", "checked_value", "flush_all"]
@@ -50,8 +51,8 @@ class MetricBuffer:
         self._max_points = max_points
         self._interval = interval_s
         self._lock = threading.Lock()
-        self._pending: list[dict[str, Any]] = []
-        self._params: list[dict[str, Any]] = []
+        self._pending: list[tuple[Any, ...]] = []  # (run_id, key, seq, step, value, logged_at)
+        self._params: list[tuple[str, str, str]] = []  # (run_id, key, value)
         self._seq: dict[tuple[str, str], int] = {}
         self._flushing = threading.Lock()
         self._stop = threading.Event()
@@ -65,8 +66,7 @@ class MetricBuffer:
             for key, value in points:
                 seq = self._seq.get((run_id, key), -1) + 1
                 self._seq[(run_id, key)] = seq
-                self._pending.append({"run_id": run_id, "key": key, "seq": seq, "step": step, "value": value,
-                                      "logged_at": now})
+                self._pending.append((run_id, key, seq, step, value, now))
             full = len(self._pending) >= self._max_points
         if full:
             self.flush()
@@ -76,7 +76,7 @@ class MetricBuffer:
     def add_params(self, run_id: str, params: dict[str, str]) -> None:
         """Queue params; they are written with the next batch (a run's end at the latest)."""
         with self._lock:
-            self._params.extend({"run_id": run_id, "key": k, "value": v} for k, v in params.items())
+            self._params.extend((run_id, k, v) for k, v in params.items())
         self._ensure_thread()
 
     def start_run(self, run_id: str, known: dict[str, int] | None = None) -> None:
@@ -96,11 +96,10 @@ class MetricBuffer:
                 return 0
             try:
                 with self._db.transaction() as conn:
-                    if params:
-                        insert_ignoring_duplicates(conn, run_params, params)
-                    if batch:
-                        conn.execute(run_metrics.insert(), batch)
-                        _upsert_latest(conn, batch)
+                    insert_params, insert_points, upsert_latest = _statements(conn.dialect.name)
+                    insert_params.execute(conn, params)
+                    insert_points.execute(conn, batch)
+                    upsert_latest.execute(conn, _latest(batch))
                     if then is not None:
                         then(conn)
             except Exception:
@@ -127,22 +126,26 @@ class MetricBuffer:
                 log.warning("metrics.flush_failed", error=str(exc))
 
 
-def _upsert_latest(conn: sa.Connection, batch: list[dict[str, Any]]) -> None:
-    """Keep run_latest_metrics at the highest seq per (run, key): what searches and sorts read."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in batch:
-        latest[(row["run_id"], row["key"])] = row  # batch is in seq order per key
-    rows = [{k: r[k] for k in ("run_id", "key", "seq", "step", "value")} for r in latest.values()]
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(run_latest_metrics)
-    conn.execute(stmt.on_conflict_do_update(
+_POINT = ("run_id", "key", "seq", "step", "value", "logged_at")
+
+
+@functools.cache
+def _statements(dialect: str) -> tuple[Prepared, Prepared, Prepared]:
+    """A flush's statements, built and compiled once (that costs more than running them)."""
+    insert = dialect_insert(dialect)
+    latest = insert(run_latest_metrics)
+    upsert_latest = latest.on_conflict_do_update(
         index_elements=["run_id", "key"],
-        set_={"seq": stmt.excluded.seq, "step": stmt.excluded.step, "value": stmt.excluded.value},
-        where=run_latest_metrics.c.seq < stmt.excluded.seq,
-    ), rows)
+        set_={"seq": latest.excluded.seq, "step": latest.excluded.step, "value": latest.excluded.value},
+        where=run_latest_metrics.c.seq < latest.excluded.seq,
+    )  # run_latest_metrics keeps the highest seq per (run, key): what searches and sorts read
+    return (Prepared(insert(run_params).on_conflict_do_nothing(), ("run_id", "key", "value")),
+            Prepared(run_metrics.insert(), _POINT), Prepared(upsert_latest, _POINT))
+
+
+def _latest(batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The last point of each (run, key) in ``batch`` (which is in seq order per key)."""
+    return list({(point[0], point[1]): point for point in batch}.values())
 
 
 @atexit.register

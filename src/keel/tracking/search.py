@@ -36,8 +36,14 @@ key sort last in either direction; ties go to the newest run (started_at desc), 
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
 import operator
+import random
 import re
+import sqlite3
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,7 +58,7 @@ from keel.refs import to_utc
 from keel.storage.schema import run_latest_metrics, run_params, run_tags, runs
 from keel.tracking.model import RUN_STATUSES
 
-__all__ = ["And", "Condition", "Filter", "Or", "SortKey", "parse_filter", "parse_sort", "search_query"]
+__all__ = ["And", "Condition", "Filter", "Or", "SortKey", "parse_filter", "parse_sort", "search_query", "search_runs"]
 
 Value: TypeAlias = "int | float | str | datetime"
 
@@ -383,43 +389,108 @@ def _sort_key(p: _Parser) -> SortKey:
 
 def search_query(
     filter: Filter | str | None,
-    sort: Sequence[SortKey] | str | None = None,
+    sort: Sequence[SortKey] | Sequence[str] | str | None = None,
     *,
     experiment: str | None = None,
     status: str | None = None,
     limit: int = 1000,
 ) -> sa.Select:
     """One select of ``runs.id`` (plus a column per sort key, labelled like ``metrics.rmse``), ordered."""
+    query, _, labelled = _matching(*_arguments(filter, sort, experiment, status, limit))
+    return query.add_columns(*labelled)
+
+
+def search_runs(
+    filter: Filter | str | None,
+    sort: Sequence[SortKey] | Sequence[str] | str | None = None,
+    *,
+    experiment: str | None = None,
+    status: str | None = None,
+    limit: int = 1000,
+) -> sa.Select:
+    """The matching runs in order with what a listing shows, in one statement: each run's columns (not
+    its environment) and ``data``, a JSON text ``[params, tags, latest metrics]`` (see ``run_data``).
+
+    Cached per distinct search: parsing, building and compiling a statement costs more than the database
+    takes to run it, and a UI or a sweep repeats the same few searches.
+    """
+    key_sort = tuple(sort) if isinstance(sort, list) else sort
+    return _search_runs(filter, key_sort, experiment, status, limit)
+
+
+@functools.lru_cache(maxsize=256)
+def _search_runs(filter: Filter | str | None, sort: Sequence[SortKey] | Sequence[str] | str | None,
+                 experiment: str | None, status: str | None, limit: int) -> sa.Select:
+    hits_query, parts, _ = _matching(*_arguments(filter, sort, experiment, status, limit))
+    hits = hits_query.add_columns(runs.c.started_at, *(p.label(f"o{i}") for i, (p, _) in enumerate(parts))).cte("hits")
+    order = _order([(hits.c[f"o{i}"], descending) for i, (_, descending) in enumerate(parts)])
+    columns = [c for c in runs.c if c.name != "environment"]
+    return (sa.select(*columns, _RunData(runs.c.id).label("data"))
+            .select_from(hits.join(runs, runs.c.id == hits.c.id))
+            .order_by(*order, hits.c.started_at.desc(), hits.c.id.asc()))
+
+
+def _arguments(filter: Filter | str | None, sort: Sequence[SortKey] | Sequence[str] | str | None,
+               experiment: str | None, status: str | None, limit: int,
+               ) -> tuple[Filter | None, list[SortKey], str | None, str | None, int]:
     if isinstance(filter, str):
         filter = parse_filter(filter)
-    keys = parse_sort(sort) if isinstance(sort, str) else list(sort or ())
+    if isinstance(sort, str) or (sort and all(isinstance(item, str) for item in sort)):
+        keys = parse_sort(sort)  # type: ignore[arg-type]
+    else:
+        keys = list(sort or ())  # type: ignore[arg-type]
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidInput(f"limit must be a positive whole number; got {limit!r}")
     if status is not None and status not in RUN_STATUSES:
         raise InvalidInput(f"unknown run status {status!r}; use one of {', '.join(RUN_STATUSES)}")
+    return filter, keys, experiment, status, limit
+
+
+def _matching(filter: Filter | None, keys: list[SortKey], experiment: str | None, status: str | None,
+              limit: int) -> tuple[sa.Select, list[tuple[Any, bool]], list[Any]]:
+    """The ids of the matching runs, ordered and limited; the order's parts (expression, descending);
+    and each sort key's value labelled like ``metrics.rmse``.
+
+    Conditions and-ed at the top of the filter on a metric, param or tag become inner joins (a run has
+    at most one row per key, so a join keeps exactly the runs an EXISTS would); others are EXISTS.
+    """
     source: sa.FromClause = runs
-    columns: list[Any] = [runs.c.id]
-    order: list[Any] = []
+    parts: list[tuple[Any, bool]] = []
+    labelled: list[Any] = []
     for i, key in enumerate(keys):
         if key.entity == "attributes":
             value = runs.c[key.key]
-            parts = [value]
+            values = [value]
         else:
             table = _TABLES[key.entity].alias(f"sort_{i}")
             source = source.outerjoin(table, sa.and_(table.c.run_id == runs.c.id, table.c.key == key.key))
             value = table.c.value
-            parts = [value] if key.entity == "metrics" else [_AsNumber(value), value]
-        columns.append(value.label(key.label))
-        for part in parts:  # each part: present first, then by value in the key's direction
-            order += [sa.case((part.is_(None), 1), else_=0), part.desc() if key.descending else part.asc()]
-    query = sa.select(*columns).select_from(source)
-    if filter is not None:
-        query = query.where(_compile(filter))
+            values = [value] if key.entity == "metrics" else [_AsNumber(value), value]
+        labelled.append(value.label(key.label))
+        parts += [(v, key.descending) for v in values]
+    where: list[Any] = []
+    conditions = filter.parts if isinstance(filter, And) else () if filter is None else (filter,)
+    for i, condition in enumerate(conditions):
+        if isinstance(condition, Condition) and condition.entity != "attributes":
+            table = _TABLES[condition.entity].alias(f"filter_{i}")
+            source = source.join(table, sa.and_(table.c.run_id == runs.c.id, table.c.key == condition.key,
+                                                _predicate(table.c.value, condition)))
+        else:
+            where.append(_compile(condition))
     if experiment is not None:
-        query = query.where(runs.c.experiment == experiment)
+        where.append(runs.c.experiment == experiment)
     if status is not None:
-        query = query.where(runs.c.status == status)
-    return query.order_by(*order, runs.c.started_at.desc(), runs.c.id.asc()).limit(limit)
+        where.append(runs.c.status == status)
+    query = sa.select(runs.c.id).select_from(source).where(*where)
+    return query.order_by(*_order(parts), runs.c.started_at.desc(), runs.c.id.asc()).limit(limit), parts, labelled
+
+
+def _order(parts: list[tuple[Any, bool]]) -> list[Any]:
+    """Each part: runs that have it first, then by value in the key's direction."""
+    order: list[Any] = []
+    for part, descending in parts:
+        order += [sa.case((part.is_(None), 1), else_=0), part.desc() if descending else part.asc()]
+    return order
 
 
 def _compile(tree: Filter) -> sa.ColumnElement[bool]:
@@ -532,6 +603,71 @@ def _ilike_postgresql(element: _ILike, compiler: Any, **kw: Any) -> str:
 def _ilike_sqlite(element: _ILike, compiler: Any, **kw: Any) -> str:
     column, pattern = _args(element, compiler, **kw)
     return f"(lower({column}) LIKE lower({pattern}) ESCAPE '\\')"
+
+
+class _RunData(FunctionElement):
+    """A run's params, tags and latest metrics as one JSON text ``[{params}, {tags}, {metrics}]``.
+
+    Three correlated aggregates; read with one ``json.loads``. Metric values must come back exactly:
+    SQLite's own JSON functions print doubles with 15 significant digits, so the metrics object is
+    assembled from ``printf('%!.18g')`` (17 digits are needed; see ``sqlite_prints_floats_exactly``),
+    and PostgreSQL prints float8 exactly (shortest round-trip form, its default since version 12).
+    Infinities are written ``Infinity`` / ``-Infinity``, which ``json.loads`` reads; a recorded NaN is
+    stored as NULL and comes back as ``null``.
+    """
+
+    name = "keel_run_data"
+    type = sa.Text()
+    inherit_cache = True
+
+
+_MAX_DOUBLE = "1.7976931348623157e308"
+
+
+@compiles(_RunData)
+def _run_data_postgresql(element: _RunData, compiler: Any, **kw: Any) -> str:
+    (run_id,) = _args(element, compiler, **kw)
+
+    def text(table: sa.Table) -> str:
+        return (f"coalesce((SELECT json_object_agg(key, value) FROM {table.name} WHERE run_id = {run_id})::text, "
+                "'{}')")
+
+    metrics = (f"coalesce((SELECT '{{' || string_agg(to_json(key)::text || ':' || coalesce(value::text, 'null'), ',') "
+               f"|| '}}' FROM {run_latest_metrics.name} WHERE run_id = {run_id}), '{{}}')")
+    return f"('[' || {text(run_params)} || ',' || {text(run_tags)} || ',' || {metrics} || ']')"
+
+
+@compiles(_RunData, "sqlite")
+def _run_data_sqlite(element: _RunData, compiler: Any, **kw: Any) -> str:
+    (run_id,) = _args(element, compiler, **kw)
+
+    def text(table: sa.Table) -> str:
+        return f"(SELECT json_group_object(key, value) FROM {table.name} WHERE run_id = {run_id})"
+
+    number = (f"CASE WHEN value IS NULL THEN 'null' WHEN value > {_MAX_DOUBLE} THEN 'Infinity' "
+              f"WHEN value < -{_MAX_DOUBLE} THEN '-Infinity' ELSE printf('%!.18g', value) END")
+    metrics = (f"coalesce((SELECT '{{' || group_concat(json_quote(key) || ':' || {number}, ',') || '}}' "
+               f"FROM {run_latest_metrics.name} WHERE run_id = {run_id}), '{{}}')")
+    return f"('[' || {text(run_params)} || ',' || {text(run_tags)} || ',' || {metrics} || ']')"
+
+
+@functools.cache
+def sqlite_prints_floats_exactly() -> bool:
+    """Whether this process's SQLite library prints doubles with ``printf('%!.18g')`` so that they read back
+    exactly: true where SQLite converts with extended precision (x86-64) or is 3.43 or newer; elsewhere
+    searches read metric values as rows instead of through ``_RunData``."""
+    rng = random.Random(20240501)
+    values = [1.7976931348623157e308, 2.2250738585072014e-308, 5e-324, 0.1, 1 / 3, 2.0 ** 53 + 2, 1e23, -0.0,
+              0.30000000000000004, 1.4523142177899403e308, -1.1545580616824966e232]
+    while len(values) < 2000:
+        value = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
+        if math.isfinite(value):
+            values.append(value)
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute("CREATE TABLE v (i INTEGER PRIMARY KEY, x REAL)")
+        conn.executemany("INSERT INTO v (x) VALUES (?)", [(v,) for v in values])
+        texts = [text for (text,) in conn.execute("SELECT printf('%!.18g', x) FROM v ORDER BY i")]
+    return all(float(text) == value for text, value in zip(texts, values, strict=True))
 
 
 # -- printing --------------------------------------------------------------------------------------
