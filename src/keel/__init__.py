@@ -17,8 +17,9 @@ from keel.models.model import ModelVersion, RegisteredModel
 from keel.models.signature import Signature
 from keel.settings import Settings
 from keel.tracking.model import RunInfo
+from keel.tracking.reports import EvaluationReport, ImportanceReport
 from keel.tracking.run import Run
-from keel.workspace import Workspace, init
+from keel.workspace import Workspace, autolog, init
 from keel.workspace import open_workspace as open
 
 __version__ = "0.1.0"
@@ -26,6 +27,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ColumnSpec",
     "Contract",
+    "EvaluationReport",
+    "ImportanceReport",
     "IngestResult",
     "KeelError",
     "LoadedModel",
@@ -41,6 +44,7 @@ __all__ = [
     "ValidationReport",
     "Workspace",
     "__version__",
+    "autolog",
     "init",
     "open",
 ]

@@ -19,10 +19,12 @@ from keel.settings import CONFIG_FILE, STATE_DIR, Settings, find_workspace_root
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.db import Database
 from keel.storage.tables import TableStore
+from keel.tracking.autolog import Autolog
+from keel.tracking.autolog import autolog as _autolog
 from keel.tracking.service import RunService
 from keel.users import UserService
 
-__all__ = ["Workspace", "init", "open_workspace"]
+__all__ = ["Workspace", "autolog", "init", "open_workspace"]
 
 _CONFIG_TEMPLATE = """\
 # keel workspace settings. Precedence: arguments > KEEL_* environment > this file > defaults.
@@ -110,3 +112,12 @@ def init(path: str | Path = ".", *, exist_ok: bool = False, **settings: Any) -> 
 def open_workspace(path: str | Path | None = None, **settings: Any) -> Workspace:
     """Open the workspace at ``path``, else $KEEL_WORKSPACE, else the nearest one above the cwd."""
     return Workspace(Settings.load(find_workspace_root(path), **settings))
+
+
+def autolog(workspace: Workspace | None = None, **options: Any) -> Autolog:
+    """Log every scikit-learn fit as a run (params, metrics, model; evaluation and importance with ``split=``).
+
+    Options: ``experiment`` ("autolog"), ``model_name`` (default: the experiment), ``split`` (a split ref),
+    ``log_models``, ``evaluate``, ``importance`` (all True). Returns a handle: ``.disable()`` or ``with``.
+    """
+    return _autolog((workspace or open_workspace()).runs, **options)

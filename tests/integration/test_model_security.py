@@ -238,27 +238,41 @@ def test_a_registered_hostile_pickle_does_not_run_without_trust(ws: keel.Workspa
     load_refused(ws, "bomb/1", UntrustedModel, "pickle")
 
 
-@pytest.mark.parametrize("trusted", [False, True])
-def test_a_skops_file_needing_a_foreign_estimator_is_refused(ws: keel.Workspace, marker: Path,
-                                                             trusted: bool) -> None:
-    """skops would call MarkerEstimator.__setstate__ on load; keel refuses the type, trusted or not."""
+def test_a_model_needing_a_foreign_type_is_refused_at_registration(ws: keel.Workspace, marker: Path) -> None:
+    """A package that could never be loaded is not registered: the error names the type and the way out."""
     model = MarkerEstimator(marker=str(marker)).fit(X, Y)
-    version = ws.models.register(model, "custom", input_example=X)
-    assert version.flavor == "sklearn" and not marker.exists()
-    message = load_refused(ws, "custom/1", UntrustedModel, "helpers_models.MarkerEstimator", trusted=trusted)
-    assert "flavor='python'" in message
+    with pytest.raises(UnsupportedModel, match=r"helpers_models\.MarkerEstimator") as refused:
+        ws.models.register(model, "custom", input_example=X)
+    assert "flavor='python'" in refused.value.message
+    assert not marker.exists() and ws.models.list() == [] and ws.artifacts.list("models/") == []
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_a_skops_file_needing_a_foreign_estimator_is_refused(marker: Path, trusted: bool) -> None:
+    """skops would call MarkerEstimator.__setstate__ on load; keel refuses the type, trusted or not."""
+    import skops.io as sio
+
+    data = sio.dumps(MarkerEstimator(marker=str(marker)).fit(X, Y))
+    with pytest.raises(UntrustedModel, match=r"helpers_models\.MarkerEstimator") as refused:
+        flavor_named("sklearn").load(data, {}, trusted=trusted)
+    assert "flavor='python'" in refused.value.message and not marker.exists()
 
 
 @pytest.mark.parametrize("func", [os.system, np.tanh, double],
                          ids=["os.system", "numpy-ufunc", "test-module-function"])
 def test_a_skops_file_with_a_foreign_function_is_refused(ws: keel.Workspace, func: Any) -> None:
+    import skops.io as sio
+
     model = make_pipeline(FunctionTransformer(func=func), DummyRegressor()).fit(X, Y) if func is np.tanh else \
         make_pipeline(FunctionTransformer(func=func), DummyRegressor())
-    ws.models.register(model, "fn", signature=infer_signature(X))  # no example: os.system must not be called
     if func is np.tanh:  # numpy's own functions are fine
+        ws.models.register(model, "fn", signature=infer_signature(X))
         ws.models.load("fn/1")
-    else:
-        load_refused(ws, "fn/1", UntrustedModel, "keel does not trust", func.__name__)
+        return
+    with pytest.raises(UnsupportedModel, match=func.__name__):  # no example: os.system must not be called
+        ws.models.register(model, "fn", signature=infer_signature(X))
+    with pytest.raises(UntrustedModel, match="keel does not trust"):
+        flavor_named("sklearn").load(sio.dumps(model), {}, trusted=False)
 
 
 @pytest.mark.parametrize("flavor", ["sklearn", "lightgbm", "xgboost"])

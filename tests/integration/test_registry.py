@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -221,3 +222,24 @@ def test_the_cli_drives_the_registry(tmp_path: Path) -> None:
     assert bad.code == 2 and "missing column(s) bedrooms" in bad.err
     history = ok(keel_cli("models", "history", "price", cwd=root)).out
     assert "champion" in history and "production" in history
+
+
+def test_the_cli_evaluates_a_registered_version_on_a_split(tmp_path: Path, listings_csv: Path) -> None:
+    ws = keel.init(tmp_path / "ws")
+    ws.data.ingest(listings_csv, "listings", contract=LISTINGS_CONTRACT, on_bad_rows="quarantine")
+    split = ws.data.split("listings", target="price", time_column="listed_at", dedupe=True)
+    features = ["accommodates", "bedrooms"]
+    with ws.runs.start("price", inputs=[split.ref]) as run:
+        model = ws.runs.fit(LinearRegression(), split.ref, features=features, run=run)
+        run.log_model(model, "price", input_example=ws.data.read_split(split.ref, "train", columns=features))
+    ws.close()
+    out = ok(keel_cli("models", "evaluate", "price/1", "--data", split.ref, "--slice", "room_type", "--importance",
+                      "--format", "json", cwd=tmp_path / "ws")).out
+    result = json.loads(out)
+    evaluation = result["evaluation"]
+    assert result["model"] == "price/1" and evaluation["features"] == features
+    assert evaluation["metrics"]["validation"]["rmse"] < evaluation["baseline"]["validation"]["rmse"]
+    assert {s["column"] for s in evaluation["slices"]} == {"room_type"}
+    assert set(result["importance"]["permutation_mean"]) == set(features)
+    missing = keel_cli("models", "evaluate", "price/1", "--data", "nope", cwd=tmp_path / "ws")
+    assert missing.code == 2 and missing.err_lines[0].startswith("error: unknown split nope")

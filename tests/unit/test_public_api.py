@@ -7,6 +7,8 @@ import keel
 PUBLIC_API = [
     "ColumnSpec",
     "Contract",
+    "EvaluationReport",
+    "ImportanceReport",
     "IngestResult",
     "KeelError",
     "LoadedModel",
@@ -22,6 +24,7 @@ PUBLIC_API = [
     "ValidationReport",
     "Workspace",
     "__version__",
+    "autolog",
     "init",
     "open",
 ]
@@ -61,8 +64,7 @@ def test_version_is_a_string() -> None:
 
 
 def test_public_types_are_classes() -> None:
-    for name in ("ColumnSpec", "Contract", "IngestResult", "KeelError", "LoadedModel", "ModelVersion",
-                 "RegisteredModel", "Run", "RunInfo", "Settings", "Signature", "SplitInfo", "TableInfo",
-                 "TableVersion", "ValidationReport", "Workspace"):
-        assert isinstance(getattr(keel, name), type), name
+    for name in keel.__all__:
+        if name[0].isupper():
+            assert isinstance(getattr(keel, name), type), name
     assert issubclass(keel.KeelError, Exception)

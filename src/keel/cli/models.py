@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import typer
 
-from keel.cli.context import console, print_json, print_table, state
+from keel.cli.context import console, print_json, print_table, split_list, state
 from keel.data.readers import read_source_file, write_file
 from keel.errors import InvalidInput
 from keel.models.model import CARD_FIELDS
@@ -196,6 +196,30 @@ def predict(ctx: typer.Context, ref: str = typer.Argument(..., help="price/3, pr
         return
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         console.print(result.head(limit).to_string(index=False), markup=False)
+
+
+@app.command()
+def evaluate(ctx: typer.Context, ref: str = typer.Argument(..., help="price/3, price@production, ..."),
+             data: str = typer.Option(..., "--data", "-d", help="A split ref (listings-split, listings-split@2)."),
+             slice_: list[str] = typer.Option(None, "--slice", help="Column(s) to slice by (repeat or a,b)."),
+             importance: bool = typer.Option(False, "--importance", help="Also rank features (permutation)."),
+             trusted: bool = typer.Option(False, "--trusted", help="Allow a python-flavor (pickle) package."),
+             fmt: str = typer.Option("table", "--format", help="table | json")) -> None:
+    """Evaluate a registered version on a split, per part and slice, beside a dumb baseline."""
+    ws = state(ctx).workspace()
+    loaded = ws.models.load(ref, trusted=trusted)
+    features = loaded.signature.columns
+    report = ws.runs.evaluate(loaded.model, data, features=features, slices=split_list(slice_) or ())
+    ranking = ws.runs.importance(loaded.model, data, features=features) if importance else None
+    if fmt == "json":
+        print_json({"model": loaded.ref, "evaluation": report.to_dict(),
+                    "importance": ranking.to_dict() if ranking else None})
+        return
+    console.print(f"[bold]{loaded.ref}[/bold] on {data}")
+    console.print(report.summary(), markup=False)
+    if ranking is not None:
+        console.print("")
+        console.print(ranking.summary(), markup=False)
 
 
 def _aliases(aliases: dict[str, int]) -> str:

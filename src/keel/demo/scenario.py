@@ -1,4 +1,5 @@
-"""The demo story (DESIGN.md section 5), months 1-7 so far: versioned, validated, split listings.
+"""The demo story (DESIGN.md section 5) so far: versioned, validated, split listings; three models compared,
+the best registered, approved and promoted.
 
 Each capability issue extends this one story; every step prints what a user would see.
 """
@@ -17,6 +18,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from keel.demo.generator import LISTINGS_CONTRACT, generate_listings, write_listings
+from keel.demo.modelling import train_and_register
 from keel.errors import Conflict, LeakageError, ValidationFailed
 from keel.lineage import LineageNode
 from keel.workspace import init
@@ -97,14 +99,18 @@ def run_demo(path: str | Path, *, fresh: bool = True, console: Console | None = 
     console.print(f"  left out: {split.counts['dropped_duplicates']} duplicates, {split.counts['dropped_gap']} "
                   "rows in the gaps")
 
-    with step("Lineage: where the split came from"):
-        tree = ws.lineage.upstream(split.ref)
+    models = train_and_register(ws, split.ref, console, step, lambda title, columns, rows: _table(
+        console, title, columns, rows))
+
+    with step("Lineage: from the production model back to the raw file"):
+        tree = ws.lineage.upstream(models["model"])
     console.print(_tree(tree))
-    refs = {"table": latest.ref, "first_version": v0.version.ref, "split": split.ref}
+    refs = {"table": latest.ref, "first_version": v0.version.ref, "split": split.ref, **models}
     console.print(Panel.fit(
         f"done. {latest.row_count} clean rows in {len(history)} versions, "
-        f"{v0.rows_quarantined + v1.rows_quarantined} rows quarantined, split {split.ref}.\n"
-        f"Try: keel -w {root} lineage {split.ref}", style="green"))
+        f"{v0.rows_quarantined + v1.rows_quarantined} rows quarantined, split {split.ref}; "
+        f"{models['best']} model registered as {models['model']} and in production.\n"
+        f"Try: keel -w {root} models show price@production", style="green"))
     ws.close()
     return refs
 

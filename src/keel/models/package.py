@@ -31,6 +31,8 @@ REQUIREMENTS = "requirements.txt"
 EXAMPLE_FILE = "input_example.parquet"
 FORMAT_VERSION = 1
 EXAMPLE_ROWS = 5
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: ~10x faster, same safe subset
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def to_yaml(self) -> bytes:
-        return yaml.safe_dump(asdict(self), sort_keys=False).encode("utf-8")
+        return yaml.dump(asdict(self), Dumper=_Dumper, sort_keys=False).encode("utf-8")
 
     @property
     def signature_obj(self) -> Signature:
@@ -83,7 +85,7 @@ def read_manifest(data: bytes, expected_sha256: str | None) -> Manifest:
         raise TamperedPackage(f"{MANIFEST} changed since the model was registered (sha256 mismatch); "
                               "the package is refused")
     try:
-        raw = yaml.safe_load(data)
+        raw = yaml.load(data, Loader=_Loader)  # a safe loader (libyaml's when present)
         manifest = Manifest(**raw)
     except (yaml.YAMLError, TypeError) as exc:
         raise TamperedPackage(f"{MANIFEST} cannot be read: {exc}") from None

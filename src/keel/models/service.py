@@ -79,7 +79,7 @@ class ModelService:
         chosen = flavor_for(model, flavor)
         run_id = None if run is None else (run if isinstance(run, str) else run.id).removeprefix("run:")
         environment = self._runs.get(run_id).environment if run_id else capture_environment(self._root)
-        sig = self._signature(model, input_example, signature)
+        sig = self._signature(chosen.as_predictor(model), input_example, signature)
         prefix = f"models/{name}/packages/{uuid.uuid4().hex}"
         with tempfile.TemporaryDirectory(prefix="keel-model-") as tmp:
             manifest, manifest_sha = write_package(model, Path(tmp), flavor=chosen, signature=sig,

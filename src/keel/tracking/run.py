@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 from collections.abc import Mapping
 from numbers import Integral
@@ -15,7 +17,14 @@ from keel.tracking.buffer import checked_value
 if TYPE_CHECKING:
     from keel.tracking.service import RunService
 
-__all__ = ["Run"]
+__all__ = ["Run", "current_run"]
+
+_current: contextvars.ContextVar[Run | None] = contextvars.ContextVar("keel_current_run", default=None)
+
+
+def current_run() -> Run | None:
+    """The run whose ``with`` block the caller is in (autolog logs there), per thread and task."""
+    return _current.get()
 
 MAX_KEY = 250
 
@@ -118,9 +127,15 @@ class Run:
         self._service._end(self.id, status, error)
 
     def __enter__(self) -> Run:
+        self._token = _current.set(self)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        token = getattr(self, "_token", None)
+        if token is not None:
+            self._token = None
+            with contextlib.suppress(ValueError):  # ended in another context than it began (a thread)
+                _current.reset(token)
         if kind is None:
             self.end("finished")
         elif issubclass(kind, KeyboardInterrupt):

@@ -31,6 +31,9 @@ class Flavor(Protocol):
     def version(self) -> str:
         """The version of the library that writes the format."""
 
+    def as_predictor(self, model: Any) -> Any:
+        """The in-memory model as ``load`` would return it (predict on a frame), to check it before saving."""
+
 
 def class_name(model: Any) -> str:
     cls = type(model)

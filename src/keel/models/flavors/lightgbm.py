@@ -42,6 +42,9 @@ class LightGBMFlavor:
             raise TamperedPackage(f"the LightGBM model file cannot be read: {exc}") from None
         return _LightGBMModel(booster, metadata.get("classes"))
 
+    def as_predictor(self, model: Any) -> Any:
+        return model
+
     def version(self) -> str:
         import lightgbm
 

@@ -39,6 +39,9 @@ class PythonFlavor:
                 "(CLI: --trusted) only if you trust whoever registered it")
         return pickle.loads(data)
 
+    def as_predictor(self, model: Any) -> Any:
+        return model
+
     def version(self) -> str:
         import platform
 

@@ -21,11 +21,14 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from keel.errors import TamperedPackage, UntrustedModel
+from keel.errors import TamperedPackage, UnsupportedModel, UntrustedModel
 
 __all__ = ["TRUSTED_MODULE_ROOTS", "SklearnFlavor", "trusted_by_keel"]
 
 TRUSTED_MODULE_ROOTS = frozenset({"sklearn", "numpy", "scipy"})
+# standard-library containers skops rebuilds from parts that are themselves nodes checked by the same rules:
+# a partial's function is a node of its own (scikit-learn pipelines hold partial(check_array, ...))
+STRUCTURAL_TYPES = {"functools.partial": frozenset({"PartialNode"})}
 
 
 def trusted_by_keel(type_name: str) -> bool:
@@ -50,7 +53,15 @@ class SklearnFlavor:
     def save(self, model: Any, folder: Path) -> dict[str, Any]:
         import skops.io as sio
 
-        sio.dump(model, folder / self.model_file)
+        path = folder / self.model_file
+        sio.dump(model, path)
+        data = path.read_bytes()
+        refused = _refused(data, sio.get_untrusted_types(data=data))
+        if refused:  # refuse now, not at the first load: such a package could never be loaded
+            raise UnsupportedModel(
+                f"this {type(model).__name__} holds types keel will not load from a scikit-learn package "
+                f"({', '.join(refused)}); package it with flavor='python' (loading it then needs trusted=True)",
+                details={"types": refused})
         metadata: dict[str, Any] = {}
         if hasattr(model, "classes_"):
             metadata["classes"] = [_plain(c) for c in model.classes_]
@@ -74,6 +85,9 @@ class SklearnFlavor:
             return sio.loads(data, trusted=needed)
         except Exception as exc:
             raise TamperedPackage(f"the scikit-learn model file cannot be loaded: {exc}") from None
+
+    def as_predictor(self, model: Any) -> Any:
+        return model
 
     def version(self) -> str:
         import sklearn
@@ -104,6 +118,8 @@ def _refused(data: bytes, needed: list[str]) -> list[str]:
     refused = []
     for name in needed:
         loaders = uses.get(name)
+        if name in STRUCTURAL_TYPES and loaders and loaders <= STRUCTURAL_TYPES[name]:
+            continue
         if not trusted_by_keel(name) or not loaders or "ConstructorFromReduceNode" in loaders:
             refused.append(name)
         elif loaders != {"FunctionNode"} and not isinstance(_resolve(*targets[name]), type):

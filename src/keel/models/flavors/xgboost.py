@@ -39,6 +39,11 @@ class XGBoostFlavor:
             raise TamperedPackage(f"the XGBoost model file cannot be read: {exc}") from None
         return _BoosterModel(model, xgboost) if wrapper == "Booster" else model
 
+    def as_predictor(self, model: Any) -> Any:
+        if type(model).__name__ in _WRAPPERS:
+            return model
+        return _BoosterModel(model, importlib.import_module("xgboost"))
+
     def version(self) -> str:
         import xgboost
 
