@@ -73,6 +73,9 @@ def test_unknown_names_and_bad_refs_are_clear_errors(registered: keel.Workspace)
         ws.models.set_alias("price/1", "latest")
     with pytest.raises(InvalidInput, match="unknown environment"):
         ws.models.promote("price/1", "prod")
+    with pytest.raises(InvalidInput, match="not fitted"):
+        ws.models.register(LinearRegression(), "price", signature=ws.models.version("price/1").signature)
+    assert ws.models.get("price").latest_version == 2
 
 
 def test_aliases_move_and_every_move_is_history_and_audit(registered: keel.Workspace) -> None:

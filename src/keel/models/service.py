@@ -64,6 +64,7 @@ class ModelService:
                  users: UserService, runs: RunService, user: str, root: Path) -> None:
         self._db, self._artifacts, self._lineage, self._audit = db, artifacts, lineage, audit
         self._users, self._runs, self._user, self._root = users, runs, user, root
+        self._environments: dict[str, dict[str, Any]] = {}
 
     # -- registration --------------------------------------------------------------------------------
 
@@ -78,7 +79,7 @@ class ModelService:
         check_name(name, "model name")
         chosen = flavor_for(model, flavor)
         run_id = None if run is None else (run if isinstance(run, str) else run.id).removeprefix("run:")
-        environment = self._runs.get(run_id).environment if run_id else capture_environment(self._root)
+        environment = self._run_environment(run_id) if run_id else capture_environment(self._root)
         sig = self._signature(chosen.as_predictor(model), input_example, signature)
         prefix = f"models/{name}/packages/{uuid.uuid4().hex}"
         with tempfile.TemporaryDirectory(prefix="keel-model-") as tmp:
@@ -116,8 +117,17 @@ class ModelService:
                 self._artifacts.delete(key)
             raise
 
+    def _run_environment(self, run_id: str) -> dict[str, Any]:
+        """A run's environment (it never changes), kept for the next version the same run registers."""
+        if run_id not in self._environments:
+            if len(self._environments) >= 32:
+                self._environments.pop(next(iter(self._environments)))
+            self._environments[run_id] = self._runs.get(run_id).environment or {}
+        return self._environments[run_id]
+
     def _signature(self, model: Any, example: Any, signature: Signature | dict | None) -> Signature:
         if signature is not None:
+            _check_fitted(model)
             return signature if isinstance(signature, Signature) else Signature.from_dict(signature)
         if example is None:
             raise InvalidInput("registering a model needs input_example= (a few training rows; the signature is "
@@ -402,6 +412,21 @@ class ModelService:
     def _alias_version(conn: sa.Connection, name: str, alias: str) -> int | None:
         return conn.execute(sa.select(model_aliases.c.version)
                             .where(model_aliases.c.model == name, model_aliases.c.alias == alias)).scalar()
+
+
+def _check_fitted(model: Any) -> None:
+    """Without an example to predict on, scikit-learn's own check is what tells a fitted model apart."""
+    try:
+        from sklearn.base import BaseEstimator
+        from sklearn.exceptions import NotFittedError
+        from sklearn.utils.validation import check_is_fitted
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        return
+    if isinstance(model, BaseEstimator):
+        try:
+            check_is_fitted(model)
+        except NotFittedError:
+            raise InvalidInput(f"the {type(model).__name__} is not fitted; fit it before registering") from None
 
 
 def _model_ref(text: str) -> Ref:
