@@ -6,6 +6,7 @@ exists without its lineage. Walking is breadth-first, one query per level, in bo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from keel.storage.db import Database, insert_ignoring_duplicates
+from keel.storage.db import Database, Prepared, Writes, dialect_insert, insert_ignoring_duplicates
 from keel.storage.schema import lineage_edges
 
 __all__ = ["Edge", "LineageNode", "LineageService"]
@@ -45,16 +46,26 @@ class LineageNode:
         return {"ref": self.ref, "relation": self.relation, "children": [c.to_dict() for c in self.children]}
 
 
+@functools.cache
+def _insert_edges(dialect: str) -> Prepared:
+    insert = dialect_insert(dialect)(lineage_edges).on_conflict_do_nothing()
+    return Prepared(insert, ("src", "dst", "relation", "created_at"))
+
+
 class LineageService:
     """Records and walks lineage edges (``ws.lineage``)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def add(self, conn: Connection, edges: Iterable[Edge]) -> None:
-        """Add edges within the caller's transaction; an edge that exists already is kept as is."""
+    def add(self, conn: Connection | Writes, edges: Iterable[Edge]) -> None:
+        """Add edges within the caller's transaction (``db.transaction()`` or ``db.writes()``); an edge
+        that exists already is kept as is."""
         now = datetime.now(UTC)
         unique = dict.fromkeys((e.src, e.dst, e.relation) for e in edges)
+        if isinstance(conn, Writes):
+            conn.run(_insert_edges(conn.dialect.name), [(src, dst, relation, now) for src, dst, relation in unique])
+            return
         insert_ignoring_duplicates(conn, lineage_edges, [
             {"src": src, "dst": dst, "relation": relation, "created_at": now} for src, dst, relation in unique
         ])

@@ -219,3 +219,14 @@ def test_cli_list_with_filter_and_sort(tmp_path: Path) -> None:
     assert "2 run(s)" in out and out.index("depth-8") < out.index("depth-5") and "depth-3" not in out
     bad = subprocess.run([*cli, "--filter", "metrics.rmse <"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error:")
+
+
+def test_a_run_is_created_with_its_tags_and_inputs_or_not_at_all(ws: keel.Workspace) -> None:
+    ws.data.ingest(pa.table({"x": [1]}), "t")
+    with pytest.raises(InvalidInput, match="invalid key"):
+        ws.runs.start("price", inputs=["t"], tags={"ok": 1, "": "empty key"})
+    assert ws.runs.list(experiment="price") == []  # refused before anything was written
+    run = ws.runs.start("price", inputs=["t"], tags={"team": "pricing", "n": 3})
+    info = ws.runs.get(run.id)
+    assert info.tags == {"team": "pricing", "n": "3"} and info.inputs == ["table:t@0"] and info.status == "running"
+    run.end()

@@ -28,6 +28,7 @@ from keel.tracking.search import (
     search_query,
     search_runs,
     sqlite_prints_floats_exactly,
+    stored_utc,
 )
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -545,8 +546,11 @@ def test_search_runs_returns_each_runs_params_tags_and_exact_metrics(db: Databas
     params, tags, metrics = json.loads(rows["odd"].data)
     assert params == text and tags == text
     assert metrics == odd  # every double back exactly (== on floats), infinities and the NaN's null included
-    assert rows["odd"].started_at == T0 + timedelta(minutes=30) and rows["odd"].experiment == "odd"
+    assert stored_utc(rows["odd"].started_at) == T0 + timedelta(minutes=30) and rows["odd"].experiment == "odd"
+    assert stored_utc(rows["odd"].ended_at) == T0 + timedelta(minutes=30, seconds=30)
     assert "environment" not in rows["odd"]._fields
+    raw = db.rows(search_runs(None, None, experiment="odd"))  # the driver's rows: the same values
+    assert [tuple(r) for r in rows.values()] == raw
 
 
 def test_sqlite_here_prints_floats_exactly() -> None:

@@ -8,9 +8,11 @@ workspace at once all end up on the head revision, and none sees a half-migrated
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +28,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from keel.errors import InvalidInput, StorageError
 
-__all__ = ["Database", "Prepared", "dialect_insert", "insert_ignoring_duplicates", "is_unique_violation"]
+__all__ = ["Database", "Prepared", "Writes", "dialect_insert", "insert_ignoring_duplicates", "is_unique_violation"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x6B65656C  # "keel"
@@ -45,6 +47,7 @@ class Database:
                 f"cannot use metadata_url {url!r}: {exc}; use sqlite:///PATH or postgresql+psycopg://..."
             ) from None
         self._reader = self.engine.execution_options(keel_begin="DEFERRED")
+        self._sent: weakref.WeakKeyDictionary[sa.Select, tuple[str, Any]] = weakref.WeakKeyDictionary()
 
     @property
     def dialect(self) -> str:
@@ -55,6 +58,63 @@ class Database:
         """One unit of work: everything inside commits together or not at all."""
         with _translate_errors(self.url), self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def writes(self) -> Iterator[Writes]:
+        """One unit of work like ``transaction()`` (``BEGIN IMMEDIATE`` on SQLite, all or nothing, the same
+        errors), for hot paths that only run ``Prepared`` statements: it runs them straight on a pooled
+        DBAPI connection, without SQLAlchemy's per-transaction and per-statement work."""
+        with _translate_errors(self.url):
+            raw = self.engine.raw_connection()
+            writes = Writes(raw, self.engine.dialect)
+            try:
+                if self.dialect == "sqlite":
+                    writes.run_sql("BEGIN IMMEDIATE")
+                yield writes
+                writes.run_sql(None)  # commit
+            except BaseException:
+                with contextlib.suppress(Exception):  # the error that got us here is the one to report
+                    raw.rollback()
+                raise
+            finally:
+                writes.close()
+                raw.close()
+
+    def rows(self, statement: sa.Select) -> list[tuple[Any, ...]]:
+        """The rows of a SELECT whose values are all bound in it (a statement built once and reused), as
+        the driver returns them: no type processing. One statement is its own consistent snapshot.
+
+        For hot listings, where SQLAlchemy's per-call work costs a tenth of the query: the first call
+        runs the statement through SQLAlchemy to learn the SQL text and DBAPI parameters it sends, and
+        every call sends those straight on a pooled DBAPI connection.
+        """
+        sent = self._sent.get(statement)
+        if sent is None:
+            captured: list[tuple[str, Any]] = []
+
+            def capture(conn: Connection, cursor: Any, sql: str, parameters: Any, context: Any, many: bool) -> None:
+                captured.append((sql, parameters))
+
+            with self.read() as conn:
+                sa.event.listen(conn, "before_cursor_execute", capture)
+                try:
+                    conn.execute(statement).close()
+                finally:
+                    sa.event.remove(conn, "before_cursor_execute", capture)
+            sent = self._sent[statement] = captured[-1]
+        with _translate_errors(self.url):
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(*sent)
+                    return cursor.fetchall()
+                except self.engine.dialect.loaded_dbapi.Error as exc:
+                    raise _dbapi_error(self.engine.dialect, raw, cursor, sent, exc) from exc
+                finally:
+                    cursor.close()
+            finally:
+                raw.close()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -117,15 +177,14 @@ def dialect_insert(dialect: str) -> Callable[[sa.Table], sa.Insert]:
 
 
 class Prepared:
-    """An INSERT or UPDATE compiled once per dialect and run with ``exec_driver_sql``.
+    """An INSERT or UPDATE compiled once per dialect, for ``Database.writes()``.
 
     For small, frequent writes (a run's row, its end, a batch of metric points) SQLAlchemy's per-call
-    work — cache key, parameter construction per row, type processing dispatch — costs several times
-    what the database takes to run the statement. Here the SQL text, the parameter order and the bind
-    processors (UTC datetimes, JSON) all come from SQLAlchemy's own compilation for the connection's
-    dialect, once, so the rows stored are the same as ``conn.execute(statement, rows)`` would store;
-    errors are SQLAlchemy's as usual. Rows are tuples in ``keys`` order. Not for statements with
-    expanding (``IN``) parameters.
+    work — cache key, execution context, parameter construction per row — costs several times what
+    the database takes to run the statement. Here the SQL text, the parameter order and the bind
+    processors (UTC datetimes, JSON) all come from SQLAlchemy's own compilation for the dialect, once,
+    so what is stored is what ``conn.execute(statement, rows)`` would store. Rows are tuples in
+    ``keys`` order. Not for statements with expanding (``IN``) parameters.
     """
 
     def __init__(self, statement: sa.Insert | sa.Update, keys: Sequence[str]) -> None:
@@ -133,17 +192,10 @@ class Prepared:
         self.keys = tuple(keys)
         self._plans: dict[tuple[str, str, str], tuple[str, Callable[[Sequence[Any]], Any]]] = {}
 
-    def execute(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
-        """Run the statement for every row (one ``executemany`` when there are several)."""
-        if not rows:
-            return
-        dialect = conn.dialect
-        plan = self._plans.get((dialect.name, dialect.driver, dialect.paramstyle)) or self._plan(dialect)
-        sql, convert = plan
-        if len(rows) == 1:
-            conn.exec_driver_sql(sql, convert(rows[0]))
-        else:
-            conn.exec_driver_sql(sql, [convert(row) for row in rows])
+    def plan(self, dialect: sa.Dialect) -> tuple[str, Callable[[Sequence[Any]], Any]]:
+        """The SQL text for ``dialect`` and the function turning a row into its DBAPI parameters."""
+        found = self._plans.get((dialect.name, dialect.driver, dialect.paramstyle))
+        return found if found is not None else self._plan(dialect)
 
     def _plan(self, dialect: sa.Dialect) -> tuple[str, Callable[[Sequence[Any]], Any]]:
         columns = self.statement.table.c  # type: ignore[attr-defined]
@@ -152,20 +204,78 @@ class Prepared:
         unknown = [n for n in names if n not in self.keys]
         if unknown or compiled.literal_execute_params or compiled.post_compile_params:
             raise StorageError(f"cannot prepare {self.statement}: parameters {unknown} are not given")
-        take = operator.itemgetter(*[self.keys.index(n) for n in names])
-        processors = [(position, _processor(compiled.binds[n].type, dialect)) for position, n in enumerate(names)]
-        processors = [(position, p) for position, p in processors if p is not None]
-        named = not dialect.positional
+        positions = [self.keys.index(n) for n in names]
+        processors = [(i, p) for i, p in enumerate(_processor(compiled.binds[n].type, dialect) for n in names)
+                      if p is not None]
+        convert: Callable[[Sequence[Any]], Any]
+        if not dialect.positional:
+            def convert(row: Sequence[Any]) -> Any:
+                values = [row[i] for i in positions]
+                for i, process in processors:
+                    values[i] = process(values[i])
+                return dict(zip(names, values, strict=True))
+        elif positions == list(range(len(self.keys))) and not processors:
+            convert = tuple  # rows are the parameters already
+        elif positions == list(range(len(self.keys))) and [i for i, _ in processors] == [len(names) - 1]:
+            last, process_last = len(names) - 1, processors[0][1]  # e.g. a timestamp at the end
 
-        def convert(row: Sequence[Any]) -> Any:
-            values = take(row)
-            values = [values] if len(names) == 1 else list(values)
-            for position, process in processors:
-                values[position] = process(values[position])
-            return dict(zip(names, values, strict=True)) if named else tuple(values)
+            def convert(row: Sequence[Any]) -> Any:
+                return (*row[:last], process_last(row[last]))
+        else:
+            take = operator.itemgetter(*positions)
+
+            def convert(row: Sequence[Any]) -> Any:
+                values = take(row)
+                values = [values] if len(positions) == 1 else list(values)
+                for i, process in processors:
+                    values[i] = process(values[i])
+                return tuple(values)
 
         plan = self._plans[(dialect.name, dialect.driver, dialect.paramstyle)] = (compiled.string, convert)
         return plan
+
+
+class Writes:
+    """The unit of work of ``Database.writes()``: runs ``Prepared`` statements on one DBAPI cursor."""
+
+    def __init__(self, raw: Any, dialect: sa.Dialect) -> None:
+        self.dialect = dialect
+        self._raw = raw
+        self._cursor = raw.cursor()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._cursor.close()
+
+    def run(self, prepared: Prepared, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``prepared`` for every row (one ``executemany`` when there are several)."""
+        if rows:
+            sql, convert = prepared.plan(self.dialect)
+            self.run_sql(sql, rows if convert is tuple else [convert(row) for row in rows])
+
+    def run_sql(self, sql: str | None, params: list[Any] | None = None) -> None:
+        """Run driver SQL (``None``: commit), DBAPI errors raised as SQLAlchemy's, as ``conn.execute`` does."""
+        try:
+            if sql is None:
+                self._raw.commit()
+            elif not params:
+                self._cursor.execute(sql)
+            elif len(params) == 1:
+                self._cursor.execute(sql, params[0])
+            else:
+                self._cursor.executemany(sql, params)
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise _dbapi_error(self.dialect, self._raw, self._cursor, (sql or "COMMIT", params), exc) from exc
+
+
+def _dbapi_error(dialect: sa.Dialect, raw: Any, cursor: Any, sent: tuple[str, Any], exc: Exception) -> Exception:
+    """A DBAPI error as SQLAlchemy raises it (IntegrityError, OperationalError, ...); a connection the
+    error shows is gone is invalidated, so the pool does not hand it out again."""
+    invalidated = dialect.is_disconnect(exc, raw.dbapi_connection, cursor)
+    if invalidated:
+        raw.invalidate(exc)
+    return sa.exc.DBAPIError.instance(*sent, exc, dialect.loaded_dbapi.Error, connection_invalidated=invalidated,
+                                      dialect=dialect)
 
 
 def _processor(type_: sa.types.TypeEngine, dialect: sa.Dialect) -> Callable[[Any], Any] | None:

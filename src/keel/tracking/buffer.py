@@ -18,11 +18,9 @@ from datetime import UTC, datetime
 from numbers import Real
 from typing import Any
 
-import sqlalchemy as sa
-
 from keel.errors import InvalidInput
 from keel.logs import get_logger
-from keel.storage.db import Database, Prepared, dialect_insert
+from keel.storage.db import Database, Prepared, Writes, dialect_insert
 from keel.storage.schema import run_latest_metrics, run_metrics, run_params
 
 __all__ = ["MetricBuffer", "checked_value", "flush_all"]
@@ -33,9 +31,12 @@ _LIVE: weakref.WeakSet[MetricBuffer] = weakref.WeakSet()  # flushed at interpret
 
 def checked_value(key: str, value: Any, allow_nan: bool) -> float | None:
     """A finite float, or (only when asked) NaN/±inf; NaN is stored as NULL."""
-    if isinstance(value, bool) or not isinstance(value, Real):
+    if type(value) is float:  # the common case, without the costlier checks below
+        number = value
+    elif isinstance(value, bool) or not isinstance(value, Real):
         raise InvalidInput(f"metric {key!r} must be a number, not {type(value).__name__} ({value!r})")
-    number = float(value)
+    else:
+        number = float(value)
     if not math.isfinite(number):
         if not allow_nan:
             raise InvalidInput(f"metric {key!r} is {number}, not a finite number; pass allow_nan=True to record it")
@@ -85,7 +86,7 @@ class MetricBuffer:
             for key, seq in (known or {}).items():
                 self._seq[(run_id, key)] = seq
 
-    def flush(self, then: Callable[[sa.Connection], None] | None = None) -> int:
+    def flush(self, then: Callable[[Writes], None] | None = None) -> int:
         """Write every pending point and param in one transaction, with ``then`` (e.g. a run's end)
         in the same transaction; returns how many points were written."""
         with self._flushing:
@@ -95,13 +96,13 @@ class MetricBuffer:
             if not batch and not params and then is None:
                 return 0
             try:
-                with self._db.transaction() as conn:
-                    insert_params, insert_points, upsert_latest = _statements(conn.dialect.name)
-                    insert_params.execute(conn, params)
-                    insert_points.execute(conn, batch)
-                    upsert_latest.execute(conn, _latest(batch))
+                with self._db.writes() as writes:
+                    insert_params, insert_points, upsert_latest = _statements(self._db.dialect)
+                    writes.run(insert_params, params)
+                    writes.run(insert_points, batch)
+                    writes.run(upsert_latest, _latest(batch))
                     if then is not None:
-                        then(conn)
+                        then(writes)
             except Exception:
                 with self._lock:  # keep them for the next attempt; nothing was written
                     self._pending[:0] = batch
@@ -140,12 +141,12 @@ def _statements(dialect: str) -> tuple[Prepared, Prepared, Prepared]:
         where=run_latest_metrics.c.seq < latest.excluded.seq,
     )  # run_latest_metrics keeps the highest seq per (run, key): what searches and sorts read
     return (Prepared(insert(run_params).on_conflict_do_nothing(), ("run_id", "key", "value")),
-            Prepared(run_metrics.insert(), _POINT), Prepared(upsert_latest, _POINT))
+            Prepared(run_metrics.insert(), _POINT), Prepared(upsert_latest, _POINT[:-1]))
 
 
 def _latest(batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The last point of each (run, key) in ``batch`` (which is in seq order per key)."""
-    return list({(point[0], point[1]): point for point in batch}.values())
+    """The last point of each (run, key) in ``batch`` (which is in seq order per key), without logged_at."""
+    return [point[:-1] for point in {(point[0], point[1]): point for point in batch}.values()]
 
 
 @atexit.register
