@@ -15,6 +15,7 @@ never message strings.
     │   ├── LeakageError            409            a split that would leak (duplicates across parts)
     │   ├── SignatureMismatch       422            a frame that does not fit a model's input signature
     │   ├── UnsupportedModel        400            a model class no flavor knows how to package
+    │   ├── Unauthenticated         401            no credentials, or a bad, expired or revoked token
     │   ├── PermissionDenied        403            the user's role does not allow it (approve, promote)
     │   │   └── UntrustedModel      403            a package that would run code on load, not trusted
     │   ├── TamperedPackage         409            a model package whose files changed since it was stored
@@ -41,6 +42,7 @@ __all__ = [
     "SignatureMismatch",
     "StorageError",
     "TamperedPackage",
+    "Unauthenticated",
     "UnreadableFile",
     "UnsupportedModel",
     "UntrustedModel",
@@ -127,6 +129,10 @@ class TamperedPackage(UserError):
 
 class Conflict(UserError):
     http_status = 409
+
+
+class Unauthenticated(UserError):
+    http_status = 401
 
 
 class NotFound(KeelError):

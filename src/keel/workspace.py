@@ -19,8 +19,10 @@ from keel.settings import CONFIG_FILE, STATE_DIR, Settings, find_workspace_root
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.db import Database
 from keel.storage.tables import TableStore
+from keel.tokens import TokenService
 from keel.tracking.autolog import Autolog
 from keel.tracking.autolog import autolog as _autolog
+from keel.tracking.buffer import MetricBuffer
 from keel.tracking.service import RunService
 from keel.users import UserService
 
@@ -36,7 +38,8 @@ _CONFIG_TEMPLATE = """\
 
 
 class Workspace:
-    """One keel workspace: ``ws.data``, ``ws.runs``, ``ws.models``, ``ws.users``, ``ws.lineage``, ``ws.audit``."""
+    """One keel workspace: ``ws.data``, ``ws.runs``, ``ws.models``, ``ws.users``, ``ws.tokens``, ``ws.lineage``,
+    ``ws.audit``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -46,13 +49,29 @@ class Workspace:
         self.artifacts = ArtifactStore(settings.artifacts_url, settings.storage_options)
         self.lineage = LineageService(self.db)
         self.audit = AuditLog(self.db)
-        self.data = DataService(self.db, self.tables, self.artifacts, self.lineage, self.audit, settings.user)
-        self.runs = RunService(self.db, self.artifacts, self.lineage, self.audit, settings.user,
-                               self.canonical_ref, settings.root, self.data)
-        self.users = UserService(self.db, self.audit, settings.user)
-        self.models = ModelService(self.db, self.artifacts, self.lineage, self.audit, self.users, self.runs,
-                                   settings.user, settings.root)
+        self._wire(settings.user)
+
+    def _wire(self, user: str, buffer: MetricBuffer | None = None) -> None:
+        """The capability services, acting as ``user``, over this workspace's stores."""
+        self.data = DataService(self.db, self.tables, self.artifacts, self.lineage, self.audit, user)
+        self.runs = RunService(self.db, self.artifacts, self.lineage, self.audit, user, self.canonical_ref,
+                               self.settings.root, self.data, buffer)
+        self.users = UserService(self.db, self.audit, user)
+        self.tokens = TokenService(self.db, self.audit, user)
+        self.models = ModelService(self.db, self.artifacts, self.lineage, self.audit, self.users, self.runs, user,
+                                   self.settings.root)
         self.runs.model_logger = self.models.log_model
+
+    def acting_as(self, user: str) -> Workspace:
+        """The same workspace (database, stores, metric buffer) with ``user`` acting: audit rows, approvals and
+        ``created_by`` name them. The server makes one per authenticated user; closing it closes nothing."""
+        view = object.__new__(Workspace)
+        view.settings = self.settings.model_copy(update={"user": user})
+        view.db, view.tables, view.artifacts = self.db, self.tables, self.artifacts
+        view.lineage, view.audit = self.lineage, self.audit
+        view._wire(user, self.runs._buffer)
+        view._view_of = self
+        return view
 
     @property
     def root(self) -> Path:
@@ -80,6 +99,9 @@ class Workspace:
         return str(ref)
 
     def close(self) -> None:
+        if getattr(self, "_view_of", None) is not None:
+            self.runs.flush()  # a view shares its owner's buffer and database: the owner closes them
+            return
         self.runs.close()  # buffered metric points reach the database
         self.db.dispose()
 

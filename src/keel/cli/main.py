@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from keel.cli import data, demo, lineage, models, runs, users
+from keel.cli import data, demo, lineage, models, runs, server, users
 from keel.cli.context import CliState, console, err_console, print_report, state
 from keel.errors import KeelError
 from keel.logs import configure_logging
@@ -24,6 +24,8 @@ app.add_typer(data.app, name="data")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(users.app, name="users")
+app.add_typer(server.tokens, name="tokens")
+app.command("server")(server.server)
 app.command("lineage")(lineage.lineage)
 app.command("audit")(lineage.audit)
 app.command("demo")(demo.demo)

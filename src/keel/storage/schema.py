@@ -290,3 +290,18 @@ model_cards = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("created_by", sa.String(128), nullable=False),
 )
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),  # public part of the token: keel_<id>_<secret>
+    sa.Column("user_name", sa.String(128), sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),  # the secret itself is never stored
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("expires_at", TS, nullable=True),
+    sa.Column("revoked_at", TS, nullable=True),
+    sa.Column("last_used_at", TS, nullable=True),
+    sa.Index("ix_api_tokens_user", "user_name"),
+)

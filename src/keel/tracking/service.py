@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from keel.audit import AuditLog
 from keel.data.service import DataService
-from keel.errors import InvalidInput, NotFound
+from keel.errors import Conflict, InvalidInput, NotFound
 from keel.lineage import Edge, LineageService
 from keel.refs import check_name
 from keel.storage.artifacts import ArtifactStore
@@ -78,10 +78,11 @@ class RunService:
     model_logger: Callable[..., Any] | None = None
 
     def __init__(self, db: Database, artifacts: ArtifactStore, lineage: LineageService, audit: AuditLog,
-                 user: str, resolve_ref: Callable[[str], str], root: Path, data: DataService) -> None:
+                 user: str, resolve_ref: Callable[[str], str], root: Path, data: DataService,
+                 buffer: MetricBuffer | None = None) -> None:
         self._db, self._artifacts, self._lineage, self._audit = db, artifacts, lineage, audit
         self._user, self._resolve, self._root, self._data = user, resolve_ref, root, data
-        self._buffer = MetricBuffer(db)
+        self._buffer = buffer or MetricBuffer(db)  # shared by every user's view of one workspace (the server)
 
     # -- runs ----------------------------------------------------------------------------------------
 
@@ -126,6 +127,15 @@ class RunService:
         inputs = [e.src for e in self._lineage.edges(f"run:{run_id}") if e.relation == "input_of"]
         return RunInfo(**dict(row._mapping), params=params, tags=tags, metrics=metrics, artifacts=artifacts,
                        inputs=inputs)
+
+    def handle(self, run_id: str) -> Run:
+        """A handle on a running run started elsewhere (another process, a remote client), to log to it."""
+        info = self.get(run_id)
+        if info.status != "running":
+            raise Conflict(f"run {info.id} has ended ({info.status}); start a new run to log more")
+        run = Run(self, info.id, info.experiment, info.parent_id)
+        run._params.update(info.params)  # params stay immutable across handles
+        return run
 
     def list(self, *, experiment: str | None = None, filter: str | None = None, sort: str | list[str] | None = None,
              status: str | None = None, limit: int = 100) -> list[RunInfo]:

@@ -1,0 +1,39 @@
+"""The server app: the REST API under /api/v1 for every capability, errors as structured JSON, auth on
+every route, and a Host header check in front of everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fastapi import APIRouter, FastAPI
+
+from keel import __version__
+from keel.server.errors import install_error_handlers
+from keel.server.routers import admin, data, lineage, models, runs
+from keel.server.security import LOOPBACK_NAMES, PUBLIC, HostGuard, ServerState
+from keel.workspace import Workspace
+
+__all__ = ["API_PREFIX", "create_app"]
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(workspace: Workspace, *, auth: bool = True, allowed_hosts: Iterable[str] = ()) -> HostGuard:
+    """The ASGI app serving ``workspace``. ``allowed_hosts`` adds names to the loopback ones."""
+    app = FastAPI(title="keel", version=__version__, openapi_url=f"{API_PREFIX}/openapi.json",
+                  docs_url=f"{API_PREFIX}/docs", redoc_url=None)
+    app.state.keel = ServerState(workspace, auth=auth)
+    install_error_handlers(app)
+    api = APIRouter(prefix=API_PREFIX)
+
+    @api.get("/health", tags=["server"])
+    def health(_: None = PUBLIC) -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    for router in (data.router, runs.router, models.router, lineage.router, admin.router):
+        api.include_router(router)
+    app.include_router(api)
+    guarded = HostGuard(app, {*LOOPBACK_NAMES, "[::1]", *allowed_hosts})
+    guarded.fastapi = app  # type: ignore[attr-defined]
+    return guarded

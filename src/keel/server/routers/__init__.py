@@ -1,0 +1,1 @@
+"""One router per capability; each route declares its permission (``keel.server.security``)."""

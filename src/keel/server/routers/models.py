@@ -1,0 +1,116 @@
+"""/api/v1/models: the registry — versions, aliases, environments, approvals, cards, show, diff, files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from keel.errors import PermissionDenied
+from keel.server.security import APPROVE, READ, WRITE
+from keel.server.streams import stream_artifact
+from keel.users import role_allows
+from keel.workspace import Workspace
+
+router = APIRouter(tags=["models"])
+
+
+def _ref(name: str, version: str) -> str:
+    """``/models/price/versions/3`` and ``/models/price/versions/champion`` (an alias) both work."""
+    return f"{name}/{version}" if version.isdigit() else f"{name}@{version}"
+
+
+@router.get("/models")
+def list_models(ws: Workspace = READ) -> list[Any]:
+    return ws.models.list()
+
+
+@router.get("/models/{name}")
+def get_model(name: str, ws: Workspace = READ) -> Any:
+    return ws.models.get(name)
+
+
+@router.get("/models/{name}/versions")
+def versions(name: str, ws: Workspace = READ) -> list[Any]:
+    return ws.models.versions(name)
+
+
+@router.get("/models/{name}/versions/{version}")
+def show(name: str, version: str, ws: Workspace = READ) -> dict[str, Any]:
+    return ws.models.show(_ref(name, version))
+
+
+@router.get("/models/{name}/versions/{version}/files/{filename}")
+def download_file(name: str, version: str, filename: str, ws: Workspace = READ) -> StreamingResponse:
+    """One file of a version's package (the manifest lists them, with their sha256)."""
+    found = ws.models.version(_ref(name, version))
+    files = ws.models.manifest(found.name)["files"]
+    return stream_artifact(ws, f"{found.package_key}/{filename}", filename,
+                           known=filename in files or filename == "keel-model.yaml")
+
+
+@router.get("/models/{name}/diff")
+def diff(name: str, a: str, b: str, ws: Workspace = READ) -> dict[str, Any]:
+    return ws.models.diff(_ref(name, a), _ref(name, b))
+
+
+@router.get("/models/{name}/history")
+def history(name: str, ws: Workspace = READ, alias: str | None = None) -> list[Any]:
+    return ws.models.alias_history(name, alias)
+
+
+class AliasMove(BaseModel):
+    alias: str
+    version: int
+    reason: str | None = None
+
+
+@router.post("/models/{name}/aliases")
+def set_alias(name: str, body: AliasMove, ws: Workspace = WRITE) -> Any:
+    return ws.models.set_alias(f"{name}/{body.version}", body.alias, reason=body.reason)
+
+
+@router.delete("/models/{name}/aliases/{alias}", status_code=204)
+def remove_alias(name: str, alias: str, ws: Workspace = WRITE, reason: str | None = None) -> None:
+    ws.models.remove_alias(name, alias, reason=reason)
+
+
+class Promotion(BaseModel):
+    environment: str
+    reason: str | None = None
+    override: bool = False
+
+
+@router.post("/models/{name}/versions/{version}/promote")
+def promote(name: str, version: str, body: Promotion, ws: Workspace = WRITE) -> Any:
+    """Staging for developers; production only for approvers (and an approval of the version)."""
+    if body.environment == "production" and not role_allows(ws.users.get(ws.user).role, "approver"):
+        raise PermissionDenied("promoting to production needs the approver role")
+    return ws.models.promote(_ref(name, version), body.environment, reason=body.reason, override=body.override)
+
+
+class ApprovalRequest(BaseModel):
+    reason: str
+    environment: str = "production"
+
+
+@router.post("/models/{name}/versions/{version}/approve", status_code=201)
+def approve(name: str, version: str, body: ApprovalRequest, ws: Workspace = APPROVE) -> Any:
+    return ws.models.approve(_ref(name, version), reason=body.reason, environment=body.environment)
+
+
+@router.get("/models/{name}/approvals")
+def approvals(name: str, ws: Workspace = READ, version: int | None = Query(None, ge=1)) -> list[Any]:
+    return ws.models.approvals(name, version)
+
+
+@router.get("/models/{name}/card")
+def card(name: str, ws: Workspace = READ, version: int | None = Query(None, ge=1)) -> Any:
+    return ws.models.card(name, version)
+
+
+@router.put("/models/{name}/card")
+def update_card(name: str, fields: dict[str, Any], ws: Workspace = WRITE, reason: str | None = None) -> Any:
+    return ws.models.update_card(name, reason=reason, **fields)
