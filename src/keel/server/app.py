@@ -1,5 +1,5 @@
 """The server app: the REST API under /api/v1 for every capability, errors as structured JSON, auth on
-every route, and a Host header check in front of everything.
+every route, the web UI at / (``keel.ui``), and a Host header check in front of everything.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from keel import __version__
 from keel.server.errors import install_error_handlers
 from keel.server.routers import admin, data, lineage, models, runs
 from keel.server.security import LOOPBACK_NAMES, PUBLIC, HostGuard, ServerState
+from keel.ui import install_ui
 from keel.workspace import Workspace
 
 __all__ = ["API_PREFIX", "create_app"]
@@ -34,6 +35,7 @@ def create_app(workspace: Workspace, *, auth: bool = True, allowed_hosts: Iterab
     for router in (data.router, runs.router, models.router, lineage.router, admin.router):
         api.include_router(router)
     app.include_router(api)
+    install_ui(app)  # the pages at /, /static, and error pages for them (API errors stay JSON)
     guarded = HostGuard(app, {*LOOPBACK_NAMES, "[::1]", *allowed_hosts})
     guarded.fastapi = app  # type: ignore[attr-defined]
     return guarded

@@ -4,15 +4,23 @@ Every route declares exactly one permission by depending on one of ``PUBLIC``, `
 ``APPROVE`` or ``ADMIN``; each of the last four resolves to the workspace *acting as* the authenticated
 user, so every change the route makes is attributed to them in the audit log. A test walks every route
 of the app and fails on one without a declared permission.
+
+Credentials come from ``Authorization: Bearer`` (scripts, the SDK) or the web UI's session cookie. A
+browser attaches the cookie to requests other sites make it send, so a change (any method but GET, HEAD,
+OPTIONS) authenticated by the cookie also needs the session's CSRF token (a form field the UI checks, or
+the ``X-CSRF-Token`` header), and any change whose Origin header names another site is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
@@ -20,11 +28,17 @@ from keel.errors import PermissionDenied, Unauthenticated
 from keel.users import ROLES, role_allows
 from keel.workspace import Workspace
 
-__all__ = ["ADMIN", "APPROVE", "PERMISSIONS", "PUBLIC", "READ", "WRITE", "HostGuard", "ServerState",
-           "api_routes", "is_loopback", "permission_of"]
+__all__ = ["ADMIN", "APPROVE", "CSRF_COOKIE", "CSRF_FIELD", "CSRF_HEADER", "PERMISSIONS", "PUBLIC", "READ",
+           "SAFE_METHODS", "SESSION_COOKIE", "WRITE", "HostGuard", "ServerState", "api_routes", "csrf_token",
+           "is_loopback", "permission_of", "refuse_cross_origin"]
 
 PERMISSIONS = {"public": None, "read": "viewer", "write": "developer", "approve": "approver", "admin": "admin"}
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SESSION_COOKIE = "keel_token"  # the web UI's session token (HttpOnly, SameSite=Strict)
+CSRF_COOKIE = "keel_csrf"  # before login (or with --no-auth): the random secret CSRF tokens derive from
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
 
 
 @dataclass
@@ -44,14 +58,45 @@ class ServerState:
         return self.views[user]
 
 
-def _bearer(request: Request) -> str | None:
+def csrf_token(secret: str) -> str:
+    """The CSRF token of a browser session: an HMAC keyed by the session's secret (its HttpOnly cookie),
+    so a foreign page can neither read nor compute it, and every worker agrees without shared state."""
+    return hmac.new(secret.encode(), b"keel-csrf-v1", hashlib.sha256).hexdigest()
+
+
+def refuse_cross_origin(request: Request) -> None:
+    """A change whose Origin header is not this server (another site, or an opaque ``null`` origin) is
+    refused: browsers send Origin with every cross-origin POST, scripts and the SDK send none."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    host = request.headers.get("host", "").lower()
+    if origin == "null" or urlsplit(origin).netloc.lower() != host:
+        raise PermissionDenied(f"a change from another site ({origin}) is refused; use the keel pages themselves "
+                               "or an API token")
+
+
+def _bearer(request: Request) -> tuple[str | None, bool]:
+    """The token, and whether it came from the session cookie (a browser sends that one by itself)."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
-        return value.strip()
-    return request.cookies.get("keel_token")
+        return value.strip(), False
+    token = request.cookies.get(SESSION_COOKIE)
+    return token, token is not None
+
+
+def _check_cookie_change(request: Request, token: str) -> None:
+    """A change made with the session cookie must prove it comes from one of our pages (the UI's CSRF
+    dependency has checked the form's token, or the request carries it in ``X-CSRF-Token``)."""
+    if getattr(request.state, "csrf_checked", False):
+        return
+    sent = request.headers.get(CSRF_HEADER)
+    if not sent or not hmac.compare_digest(sent, csrf_token(token)):
+        raise PermissionDenied("a change authenticated by the session cookie needs its CSRF token (the pages "
+                               "send it; scripts use 'Authorization: Bearer <token>' instead)")
 
 
 def _authorize(permission: str) -> Callable[[Request], Workspace]:
@@ -59,13 +104,18 @@ def _authorize(permission: str) -> Callable[[Request], Workspace]:
 
     def check(request: Request) -> Workspace:
         state: ServerState = request.app.state.keel
+        changes = request.method not in SAFE_METHODS
+        if changes:
+            refuse_cross_origin(request)
         if not state.auth:
             return state.view(state.workspace.user)  # --no-auth: the single local user, as admin
-        token = _bearer(request)
+        token, from_cookie = _bearer(request)
         if token is None:
             raise Unauthenticated("authentication required: send 'Authorization: Bearer <token>' "
                                   "(create one with `keel tokens create USER`)")
         user = state.workspace.tokens.authenticate(token)
+        if changes and from_cookie:
+            _check_cookie_change(request, token)
         if needed is not None and not role_allows(user.role, needed):
             raise PermissionDenied(f"user {user.name!r} has the {user.role} role; this needs {needed} or above")
         request.state.user = user
