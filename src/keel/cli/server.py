@@ -17,7 +17,7 @@ def server(ctx: typer.Context,
            allowed_host: list[str] = typer.Option(None, "--allowed-host",
                                                   help="Extra Host header names to serve (e.g. keel.example.com)."),
            log_level: str = typer.Option("info", "--log-level")) -> None:
-    """Serve the REST API (/api/v1, OpenAPI at /api/v1/openapi.json) for this workspace."""
+    """Serve the web UI (/) and the REST API (/api/v1, OpenAPI at /api/v1/openapi.json) for this workspace."""
     from keel.server.main import serve
 
     serve(state(ctx).workspace_path, host=host, port=port, workers=workers, auth=not no_auth,
