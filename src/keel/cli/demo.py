@@ -45,7 +45,8 @@ def serve_demo(path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    console.print(f"\n[bold]keel server[/bold]: http://127.0.0.1:{port}/  (API: http://127.0.0.1:{port}/api/v1/, OpenAPI at /api/v1/openapi.json)")
+    console.print(f"\n[bold]keel server[/bold]: http://127.0.0.1:{port}/  "
+                  f"(API: http://127.0.0.1:{port}/api/v1/, OpenAPI at /api/v1/openapi.json)")
     console.print(f"log in with this token (valid 7 days): {token}", markup=False)
     console.print("Ctrl-C stops the server; the workspace stays.")
     serve(str(path), host="127.0.0.1", port=port, log_level="warning")
