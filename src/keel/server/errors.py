@@ -3,17 +3,17 @@ request the server cannot understand as a 4xx, and anything else as a 500 withou
 
 from __future__ import annotations
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from keel.errors import KeelError
+from keel.errors import InvalidInput, KeelError
+from keel.logs import get_logger
 
 __all__ = ["error_body", "install_error_handlers"]
 
-log = structlog.get_logger("keel.server")
+log = get_logger("keel.server")  # keel's JSON events (structlog's default renders tracebacks with locals: seconds)
 _HTTP_TYPES = {400: "InvalidInput", 401: "Unauthenticated", 403: "PermissionDenied", 404: "NotFound",
                405: "MethodNotAllowed", 409: "Conflict", 413: "TooLarge", 415: "InvalidInput", 422: "InvalidInput"}
 
@@ -41,6 +41,13 @@ def install_error_handlers(app: FastAPI) -> None:
         kind = _HTTP_TYPES.get(exc.status_code, "HTTPError")
         return JSONResponse(error_body(kind, str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(OverflowError)
+    async def out_of_range(request: Request, exc: OverflowError) -> Response:
+        """A number too large for the database or the clock (``?version=10**30``, ``expires_in=10**20d``) is
+        the request's fault: answered as invalid input, by whatever handles KeelError (pages answer as pages)."""
+        refused = InvalidInput(f"a number in the request is out of range ({exc})")
+        return await app.exception_handlers[KeelError](request, refused)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -174,9 +174,9 @@ class HostGuard:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
-            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
-            name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.endswith("]") or "]:" in host else host
-            if name not in self.allowed and host not in self.allowed:
+            hosts = [value for key, value in scope.get("headers") or [] if key.lower() == b"host"]
+            host = hosts[0].decode("latin-1").lower() if len(hosts) == 1 else ""  # none, or two: refused
+            if not self._allowed(host):
                 body = json.dumps({"error": {"type": "InvalidInput", "message": f"host {host!r} is not allowed; "
                                              "start the server with --allowed-host NAME to serve it",
                                              "details": {}}}).encode()
@@ -186,3 +186,11 @@ class HostGuard:
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
+
+    def _allowed(self, host: str) -> bool:
+        """An allowed name alone (``::1`` too), or with a numeric port (``[::1]:8080``, ``localhost:8080``)."""
+        if host in self.allowed:
+            return True
+        name, colon, port = host.rpartition(":")
+        return bool(colon) and port.isascii() and port.isdigit() and name in self.allowed \
+            and (":" not in name or name.startswith("["))

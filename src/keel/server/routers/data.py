@@ -65,8 +65,10 @@ async def ingest(name: str, request: Request, ws: Workspace = WRITE, filename: s
     """Ingest the request body (a CSV, Parquet or JSON Lines file named ``filename``), streamed to disk."""
     check_name(name, "table name")
     base = Path(filename).name
-    if base != filename or not base.lower().endswith(UPLOAD_SUFFIXES):
-        raise InvalidInput(f"filename must be a plain file name ending in one of {', '.join(UPLOAD_SUFFIXES)}")
+    if base != filename or not base.lower().endswith(UPLOAD_SUFFIXES) or len(base.encode()) > 255 \
+            or any(ord(c) < 32 or ord(c) == 127 for c in base):  # NUL, newlines: not a file name
+        raise InvalidInput(f"filename must be a plain file name (at most 255 bytes, no control characters) ending "
+                           f"in one of {', '.join(UPLOAD_SUFFIXES)}")
     with tempfile.TemporaryDirectory(prefix="keel-upload-") as tmp:
         path = Path(tmp) / base
         await receive_to_file(request, path)

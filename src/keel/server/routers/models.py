@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from keel.errors import PermissionDenied
+from keel.errors import InvalidInput, PermissionDenied
+from keel.models.model import CARD_FIELDS
 from keel.server.security import APPROVE, READ, WRITE
 from keel.server.streams import stream_artifact
 from keel.users import role_allows
@@ -113,4 +114,8 @@ def card(name: str, ws: Workspace = READ, version: int | None = Query(None, ge=1
 
 @router.put("/models/{name}/card")
 def update_card(name: str, fields: dict[str, Any], ws: Workspace = WRITE, reason: str | None = None) -> Any:
+    unknown = sorted(fields.keys() - set(CARD_FIELDS))  # before the call: "name" or "reason" would clash with its own
+    if unknown:
+        raise InvalidInput(f"unknown model card field(s) {', '.join(unknown)}; use {', '.join(CARD_FIELDS)} "
+                           "(a reason goes in ?reason=)")
     return ws.models.update_card(name, reason=reason, **fields)

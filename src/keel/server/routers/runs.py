@@ -59,7 +59,7 @@ def start_run(body: StartRun, ws: Workspace = WRITE) -> Any:
 class Point(BaseModel):
     key: str
     value: float | None
-    step: int | None = None
+    step: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # a 64-bit step column: more could never be stored
 
 
 class LogBatch(BaseModel):
