@@ -23,7 +23,7 @@ API_PREFIX = "/api/v1"
 def create_app(workspace: Workspace, *, auth: bool = True, allowed_hosts: Iterable[str] = ()) -> HostGuard:
     """The ASGI app serving ``workspace``. ``allowed_hosts`` adds names to the loopback ones."""
     app = FastAPI(title="keel", version=__version__, openapi_url=f"{API_PREFIX}/openapi.json",
-                  docs_url=f"{API_PREFIX}/docs", redoc_url=None)
+                  docs_url=None, redoc_url=None)  # FastAPI's docs pages load scripts from a CDN: keel loads none
     app.state.keel = ServerState(workspace, auth=auth)
     install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
