@@ -73,6 +73,9 @@ def test_bad_input_is_refused(ws: keel.Workspace) -> None:
         run.log_metric("x", math.nan, allow_nan=True)
         with pytest.raises(InvalidInput, match="step"):
             run.log_metric("y", 1.0, step=1.5)
+        with pytest.raises(InvalidInput, match="64 bits"):
+            run.log_metrics({"y": 1.0}, step=2**70)  # refused before it could block the batch it joins
+        run.log_metric("z", 2.0, step=2**63 - 1)
     with pytest.raises(Conflict, match="has ended"):
         run.log_metric("late", 1.0)
     with pytest.raises(NotFound, match="unknown run"):
@@ -80,6 +83,7 @@ def test_bad_input_is_refused(ws: keel.Workspace) -> None:
     with pytest.raises(NotFound, match="nothing is named 'missing'"):
         ws.runs.start("price", inputs=["missing"])
     assert ws.runs.metric_history(run.id, "x") == [(None, None)]  # the explicit NaN, stored as null
+    assert ws.runs.metric_history(run.id, "z") == [(2**63 - 1, 2.0)]
 
 
 def test_log_metric_is_buffered_not_a_round_trip(ws: keel.Workspace) -> None:

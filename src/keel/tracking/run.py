@@ -162,4 +162,6 @@ def _step(step: int | None) -> int | None:
         return None
     if isinstance(step, bool) or not isinstance(step, Integral):
         raise InvalidInput(f"step must be an integer, not {step!r}")
+    if not -(2**63) <= step < 2**63:  # refused here: a point the database cannot store would block its batch
+        raise InvalidInput(f"step {step} does not fit in 64 bits")
     return int(step)
