@@ -351,9 +351,9 @@ def test_artifacts_stored_through_the_server_are_private(server: Server, tmp_pat
     assert oct((server.ws.root / ".keel").stat().st_mode & 0o777) == "0o700"
 
 
-@pytest.mark.xfail(strict=True, reason="the metadata DB (SQLite) and the Delta tables (deltalake) are created with "
-                   "the process umask (0644/0755, 0666/0777 under umask 0); only the 0700 .keel folder keeps them "
-                   "private. Fix in keel.storage (or `keel server` setting umask 077).")
+@pytest.mark.xfail(strict=True, reason="the Delta tables' files (written by deltalake) get the process umask "
+                   "(0644/0755, 0666/0777 under umask 0); only the 0700 .keel folder keeps them private. The "
+                   "SQLite metadata DB is created 0600 (its -wal/-shm files follow). Fix: `keel server` umask 077.")
 def test_everything_the_server_writes_under_keel_is_private(server: Server, tmp_path: Path, no_umask: None) -> None:
     _store_through_the_server(server, tmp_path)
     keel_dir = server.ws.root / ".keel"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import os
 import sqlite3
 import time
 import weakref
@@ -308,6 +309,8 @@ def _create_engine(url: str, busy_timeout_ms: int) -> Engine:
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # SQLite gives its -wal and -shm files the db file's mode
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
