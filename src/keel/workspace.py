@@ -131,8 +131,17 @@ def init(path: str | Path = ".", *, exist_ok: bool = False, **settings: Any) -> 
     return Workspace(Settings.load(root, **settings))
 
 
-def open_workspace(path: str | Path | None = None, **settings: Any) -> Workspace:
-    """Open the workspace at ``path``, else $KEEL_WORKSPACE, else the nearest one above the cwd."""
+def open_workspace(path: str | Path | None = None, *, token: str | None = None, **settings: Any) -> Workspace:
+    """Open the workspace at ``path``, else $KEEL_WORKSPACE, else the nearest one above the cwd.
+
+    A server URL (``path``, else $KEEL_URL) opens a ``keel.remote.RemoteWorkspace`` instead, as the user of
+    ``token`` (else $KEEL_TOKEN): same services, same methods, over HTTP.
+    """
+    url = path if isinstance(path, str) else os.environ.get("KEEL_URL") if path is None else None
+    if url and url.startswith(("http://", "https://")):
+        from keel.remote import RemoteWorkspace  # imported only when used: httpx stays out of embedded imports
+
+        return RemoteWorkspace(url, token=token, **settings)  # type: ignore[return-value]
     return Workspace(Settings.load(find_workspace_root(path), **settings))
 
 

@@ -24,13 +24,15 @@ from keel.models.flavors.base import class_name
 from keel.models.signature import Signature, to_frame
 from keel.tracking.environment import requirements_text
 
-__all__ = ["EXAMPLE_FILE", "FORMAT_VERSION", "MANIFEST", "Manifest", "read_manifest", "verify_files", "write_package"]
+__all__ = ["EXAMPLE_FILE", "FORMAT_VERSION", "MANIFEST", "Manifest", "file_sha256", "read_manifest", "verify_files",
+           "verify_folder", "write_package"]
 
 MANIFEST = "keel-model.yaml"
 REQUIREMENTS = "requirements.txt"
 EXAMPLE_FILE = "input_example.parquet"
 FORMAT_VERSION = 1
 EXAMPLE_ROWS = 5
+_CHUNK = 1024 * 1024
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: ~10x faster, same safe subset
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -97,13 +99,30 @@ def read_manifest(data: bytes, expected_sha256: str | None) -> Manifest:
 
 def verify_files(manifest: Manifest, files: dict[str, bytes]) -> None:
     """Every listed file present with its recorded hash, and nothing else in the package."""
+    _verify_digests(manifest, {name: _sha256(data) for name, data in files.items()})
+
+
+def verify_folder(manifest: Manifest, folder: Path) -> None:
+    """``verify_files`` for a package on disk, hashing each file in chunks (a package may not fit in memory)."""
+    _verify_digests(manifest, {p.name: file_sha256(p) for p in folder.iterdir()})
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as src:
+        while chunk := src.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify_digests(manifest: Manifest, digests: dict[str, str]) -> None:
     problems = []
     for name, digest in manifest.files.items():
-        if name not in files:
+        if name not in digests:
             problems.append(f"{name} is missing")
-        elif _sha256(files[name]) != digest:
+        elif digests[name] != digest:
             problems.append(f"{name} changed (sha256 mismatch)")
-    problems += [f"{name} was added" for name in sorted(files.keys() - manifest.files.keys() - {MANIFEST})]
+    problems += [f"{name} was added" for name in sorted(digests.keys() - manifest.files.keys() - {MANIFEST})]
     if problems:
         raise TamperedPackage("the model package was modified since it was registered: " + "; ".join(problems)
                               + ". It is refused; register the model again from its run.",

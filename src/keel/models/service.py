@@ -8,6 +8,7 @@ under a random key, so a failed registration leaves no version behind (only unre
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import uuid
 from dataclasses import asdict
@@ -32,7 +33,7 @@ from keel.models.model import (
     ModelVersion,
     RegisteredModel,
 )
-from keel.models.package import MANIFEST, read_manifest, verify_files, write_package
+from keel.models.package import MANIFEST, Manifest, read_manifest, verify_files, verify_folder, write_package
 from keel.models.signature import Signature, infer_signature, to_frame
 from keel.refs import Ref, check_name, parse_ref
 from keel.storage.artifacts import ArtifactStore
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from keel.tracking.run import Run
     from keel.tracking.service import RunService
 
-__all__ = ["ModelService"]
+__all__ = ["ModelService", "package_model"]
 
 RESERVED_ALIASES = frozenset({"latest"})
 
@@ -77,16 +78,38 @@ class ModelService:
                  description: str | None = None) -> ModelVersion:
         """Package ``model`` (hashes, signature, requirements) and store it as the next version of ``name``."""
         check_name(name, "model name")
-        chosen = flavor_for(model, flavor)
         run_id = None if run is None else (run if isinstance(run, str) else run.id).removeprefix("run:")
         environment = self._run_environment(run_id) if run_id else capture_environment(self._root)
-        sig = self._signature(chosen.as_predictor(model), input_example, signature)
-        prefix = f"models/{name}/packages/{uuid.uuid4().hex}"
         with tempfile.TemporaryDirectory(prefix="keel-model-") as tmp:
-            manifest, manifest_sha = write_package(model, Path(tmp), flavor=chosen, signature=sig,
-                                                   environment=environment or {}, run_id=run_id,
-                                                   input_example=input_example)
-            size = sum(self._artifacts.put_file(f"{prefix}/{p.name}", p).size for p in sorted(Path(tmp).iterdir()))
+            manifest, manifest_sha = package_model(model, Path(tmp), flavor=flavor, input_example=input_example,
+                                                   signature=signature, environment=environment, run_id=run_id)
+            return self._store(Path(tmp), name, manifest, manifest_sha, run_id, description)
+
+    def register_package(self, folder: Path, name: str, *, run: str | None = None,
+                         description: str | None = None) -> ModelVersion:
+        """Store a package written elsewhere (a remote client's upload) as the next version of ``name``.
+
+        Only the manifest (a safe YAML subset) is parsed and every file hashed against it; nothing in the
+        package is deserialised, so an uploaded pickle never runs here.
+        """
+        check_name(name, "model name")
+        data = (folder / MANIFEST).read_bytes() if (folder / MANIFEST).is_file() else b""
+        if not data:
+            raise InvalidInput(f"the package has no {MANIFEST}")
+        manifest = read_manifest(data, None)
+        verify_folder(manifest, folder)
+        run_id = None if run is None else run.removeprefix("run:")
+        if run_id != manifest.run_id:
+            raise InvalidInput(f"the package was made by run {manifest.run_id!r}, not {run_id!r}")
+        if run_id is not None:
+            self._runs.get(run_id)  # NotFound before anything is stored
+        return self._store(folder, name, manifest, hashlib.sha256(data).hexdigest(), run_id, description)
+
+    def _store(self, folder: Path, name: str, manifest: Manifest, manifest_sha: str, run_id: str | None,
+               description: str | None) -> ModelVersion:
+        """Upload a verified package under a fresh key, then take the next version number in one transaction."""
+        prefix = f"models/{name}/packages/{uuid.uuid4().hex}"
+        size = sum(self._artifacts.put_file(f"{prefix}/{p.name}", p).size for p in sorted(folder.iterdir()))
 
         def insert(conn: sa.Connection) -> ModelVersion:
             now = datetime.now(UTC)
@@ -96,18 +119,18 @@ class ModelService:
                          .values(latest_version=registered_models.c.latest_version + 1))
             number = conn.execute(sa.select(registered_models.c.latest_version)
                                   .where(registered_models.c.name == name)).scalar_one()
-            version = ModelVersion(model=name, version=number, run_id=run_id, flavor=chosen.name,
+            version = ModelVersion(model=name, version=number, run_id=run_id, flavor=manifest.flavor,
                                    model_class=manifest.model_class, package_key=prefix,
-                                   manifest_sha256=manifest_sha, signature=sig.to_dict(), size=size,
+                                   manifest_sha256=manifest_sha, signature=manifest.signature, size=size,
                                    description=description, created_at=now, created_by=self._user)
             conn.execute(model_versions.insert().values(
-                model=name, version=number, run_id=run_id, flavor=chosen.name, model_class=manifest.model_class,
+                model=name, version=number, run_id=run_id, flavor=manifest.flavor, model_class=manifest.model_class,
                 package_key=prefix, manifest_sha256=manifest_sha, signature=version.signature, size=size,
                 description=description, created_at=now, created_by=self._user))
             if run_id:
                 self._lineage.add(conn, [Edge(f"run:{run_id}", version.ref, "produced")])
             self._audit.record(conn, actor=self._user, action="model.register", target=version.ref,
-                               details={"flavor": chosen.name, "run": run_id, "manifest_sha256": manifest_sha})
+                               details={"flavor": manifest.flavor, "run": run_id, "manifest_sha256": manifest_sha})
             return version
 
         try:
@@ -124,23 +147,6 @@ class ModelService:
                 self._environments.pop(next(iter(self._environments)))
             self._environments[run_id] = self._runs.get(run_id).environment or {}
         return self._environments[run_id]
-
-    def _signature(self, model: Any, example: Any, signature: Signature | dict | None) -> Signature:
-        if signature is not None:
-            _check_fitted(model)
-            return signature if isinstance(signature, Signature) else Signature.from_dict(signature)
-        if example is None:
-            raise InvalidInput("registering a model needs input_example= (a few training rows; the signature is "
-                               "inferred from them) or signature=")
-        frame = to_frame(example)
-        if frame.empty:
-            raise InvalidInput("the input example has no rows; pass a few rows of the training frame")
-        try:
-            predictions = model.predict(frame.head(5))
-        except Exception as exc:  # the user's model: any failure means it cannot be packaged as is
-            raise InvalidInput(f"the model cannot predict on its input example ({type(exc).__name__}: {exc}); "
-                               "is it fitted, and is the example the training frame's columns?") from None
-        return infer_signature(frame, predictions)
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -412,6 +418,35 @@ class ModelService:
     def _alias_version(conn: sa.Connection, name: str, alias: str) -> int | None:
         return conn.execute(sa.select(model_aliases.c.version)
                             .where(model_aliases.c.model == name, model_aliases.c.alias == alias)).scalar()
+
+
+def package_model(model: Any, folder: Path, *, flavor: str | None = None, input_example: Any = None,
+                  signature: Signature | dict | None = None, environment: dict[str, Any] | None = None,
+                  run_id: str | None = None) -> tuple[Manifest, str]:
+    """Write ``model``'s package into ``folder`` (flavor, signature from the example, requirements, hashes);
+    the embedded registry and a remote client package models the same way."""
+    chosen = flavor_for(model, flavor)
+    sig = _signature(chosen.as_predictor(model), input_example, signature)
+    return write_package(model, folder, flavor=chosen, signature=sig, environment=environment or {}, run_id=run_id,
+                         input_example=input_example)
+
+
+def _signature(model: Any, example: Any, signature: Signature | dict | None) -> Signature:
+    if signature is not None:
+        _check_fitted(model)
+        return signature if isinstance(signature, Signature) else Signature.from_dict(signature)
+    if example is None:
+        raise InvalidInput("registering a model needs input_example= (a few training rows; the signature is "
+                           "inferred from them) or signature=")
+    frame = to_frame(example)
+    if frame.empty:
+        raise InvalidInput("the input example has no rows; pass a few rows of the training frame")
+    try:
+        predictions = model.predict(frame.head(5))
+    except Exception as exc:  # the user's model: any failure means it cannot be packaged as is
+        raise InvalidInput(f"the model cannot predict on its input example ({type(exc).__name__}: {exc}); "
+                           "is it fitted, and is the example the training frame's columns?") from None
+    return infer_signature(frame, predictions)
 
 
 def _check_fitted(model: Any) -> None:

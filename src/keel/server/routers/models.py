@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from keel.errors import InvalidInput, PermissionDenied
 from keel.models.model import CARD_FIELDS
 from keel.server.security import APPROVE, READ, WRITE
-from keel.server.streams import stream_artifact
+from keel.server.streams import receive_to_file, stream_artifact
 from keel.users import role_allows
 from keel.workspace import Workspace
 
@@ -41,6 +48,51 @@ def versions(name: str, ws: Workspace = READ) -> list[Any]:
 @router.get("/models/{name}/versions/{version}")
 def show(name: str, version: str, ws: Workspace = READ) -> dict[str, Any]:
     return ws.models.show(_ref(name, version))
+
+
+@router.get("/models/{name}/versions/{version}/info")
+def version_info(name: str, version: str, ws: Workspace = READ) -> Any:
+    """The version record (``ws.models.version``): what a remote client needs to fetch and verify a package."""
+    return ws.models.version(_ref(name, version))
+
+
+_PACKAGE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
+MAX_PACKAGE_FILES = 64
+
+
+@router.post("/models/{name}/versions", status_code=201)
+async def upload_package(name: str, request: Request, ws: Workspace = WRITE, run: str | None = None,
+                         description: str | None = None) -> Any:
+    """Register a package a client wrote (``keel.remote``): the body is an uncompressed tar of its flat files.
+
+    The body is streamed to disk, only plain files with plain names are taken from it, and the registry
+    checks every file against the manifest's hashes. Nothing in the package is deserialised here.
+    """
+    with tempfile.TemporaryDirectory(prefix="keel-upload-") as tmp:
+        body, folder = Path(tmp) / "package.tar", Path(tmp) / "package"
+        await receive_to_file(request, body)
+        await run_in_threadpool(_unpack, body, folder)
+        return await run_in_threadpool(ws.models.register_package, folder, name, run=run, description=description)
+
+
+def _unpack(tar_path: Path, folder: Path) -> None:
+    """Extract a flat tar of regular files, refusing links, folders, odd names and duplicates."""
+    folder.mkdir(mode=0o700)
+    try:
+        with tarfile.open(tar_path, mode="r:") as tar:
+            for count, member in enumerate(tar, start=1):
+                if count > MAX_PACKAGE_FILES:
+                    raise InvalidInput(f"a model package has at most {MAX_PACKAGE_FILES} files")
+                if not member.isreg() or not _PACKAGE_FILE.fullmatch(member.name):
+                    raise InvalidInput(f"a model package holds plain files with plain names, not {member.name!r}")
+                target = folder / member.name
+                if target.exists():
+                    raise InvalidInput(f"{member.name!r} appears twice in the package")
+                source = tar.extractfile(member)
+                with source, open(target, "xb", opener=lambda p, f: os.open(p, f, 0o600)) as out:
+                    shutil.copyfileobj(source, out, 1024 * 1024)
+    except (tarfile.TarError, EOFError) as exc:
+        raise InvalidInput(f"the body is not an uncompressed tar of the package files: {exc}") from None
 
 
 @router.get("/models/{name}/versions/{version}/files/{filename}")
