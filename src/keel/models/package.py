@@ -33,7 +33,20 @@ EXAMPLE_FILE = "input_example.parquet"
 FORMAT_VERSION = 1
 EXAMPLE_ROWS = 5
 _CHUNK = 1024 * 1024
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: ~10x faster, same safe subset
+MAX_MANIFEST_BYTES = 1024 * 1024
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "flavor": str, "flavor_version": str, "model_class": str, "model_file": str, "signature": dict,
+    "python_version": (str, type(None)), "keel_version": (str, type(None)), "run_id": (str, type(None)),
+    "created_at": str, "files": dict, "metadata": dict, "format_version": int}
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]  # libyaml: ~10x faster
+    """Never anchors and aliases: a manifest with an alias is refused when read."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -86,15 +99,35 @@ def read_manifest(data: bytes, expected_sha256: str | None) -> Manifest:
     if expected_sha256 is not None and _sha256(data) != expected_sha256:
         raise TamperedPackage(f"{MANIFEST} changed since the model was registered (sha256 mismatch); "
                               "the package is refused")
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise TamperedPackage(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES // 1024} KiB; keel writes small ones")
     try:
+        # keel never writes anchors, so an alias is refused before loading: expanding nested aliases costs 10^depth
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(data, Loader=_Loader)):
+            raise TamperedPackage(f"{MANIFEST} uses YAML aliases, which keel never writes")
         raw = yaml.load(data, Loader=_Loader)  # a safe loader (libyaml's when present)
-        manifest = Manifest(**raw)
+        manifest = Manifest(**_checked_fields(raw))
     except (yaml.YAMLError, TypeError) as exc:
         raise TamperedPackage(f"{MANIFEST} cannot be read: {exc}") from None
     flavor_named(manifest.flavor)  # an unknown flavor is refused here, with the list of known ones
     if manifest.model_file not in manifest.files:
         raise TamperedPackage(f"{MANIFEST} does not list the model file {manifest.model_file!r}")
     return manifest
+
+
+def _checked_fields(raw: Any) -> dict[str, Any]:
+    """The manifest's fields, each of the type keel writes; anything else is a forged or broken manifest."""
+    if not isinstance(raw, dict):
+        raise TamperedPackage(f"{MANIFEST} is not a mapping of fields")
+    problems = [f"{name} should be {kind.__name__ if isinstance(kind, type) else ' or '.join(k.__name__ for k in kind)}"
+                for name, kind in _FIELD_TYPES.items()
+                if name in raw and not (isinstance(raw[name], kind) and not isinstance(raw[name], bool))]
+    files = raw.get("files")
+    if isinstance(files, dict) and not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        problems.append("files should map file names to sha256 strings")
+    if problems:
+        raise TamperedPackage(f"{MANIFEST} has fields of the wrong type: " + "; ".join(problems))
+    return raw
 
 
 def verify_files(manifest: Manifest, files: dict[str, bytes]) -> None:
