@@ -19,6 +19,7 @@ never message strings.
     │   ├── PermissionDenied        403            the user's role does not allow it (approve, promote)
     │   │   └── UntrustedModel      403            a package that would run code on load, not trusted
     │   ├── TamperedPackage         409            a model package whose files changed since it was stored
+    │   ├── TooLarge                413            an upload over the server's max_upload_mb
     │   └── Conflict                409            the object exists already / state does not allow it
     ├── NotFound                    404 / exit 2   unknown table, version, split, workspace, ...
     │   └── WorkspaceNotFound       404            no keel.toml here or above
@@ -42,6 +43,7 @@ __all__ = [
     "SignatureMismatch",
     "StorageError",
     "TamperedPackage",
+    "TooLarge",
     "Unauthenticated",
     "UnreadableFile",
     "UnsupportedModel",
@@ -125,6 +127,10 @@ class UntrustedModel(PermissionDenied):
 
 class TamperedPackage(UserError):
     http_status = 409
+
+
+class TooLarge(UserError):
+    http_status = 413
 
 
 class Conflict(UserError):

@@ -35,6 +35,7 @@ class Settings(BaseModel):
     user: str
     storage_options: dict[str, str] = {}
     sqlite_busy_timeout_ms: int = 30_000
+    max_upload_mb: int = 10_240  # the server refuses larger request bodies (413) instead of filling its disk
 
     @classmethod
     def defaults(cls, root: Path) -> dict[str, Any]:

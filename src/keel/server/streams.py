@@ -10,20 +10,31 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from keel.errors import NotFound
+from keel.errors import NotFound, TooLarge
 from keel.storage.artifacts import CHUNK_SIZE
 
 __all__ = ["receive_to_file", "stream_artifact"]
 
 
 async def receive_to_file(request: Request, path: Path) -> int:
-    """Write the request body to ``path`` (created 0600) as it arrives; returns its size."""
+    """Write the request body to ``path`` (created 0600) as it arrives; returns its size.
+
+    A body over the workspace's ``max_upload_mb`` is refused (413) as soon as it is known to be: from its
+    Content-Length before anything is written, else when the bytes received pass the limit.
+    """
+    limit = request.app.state.keel.workspace.settings.max_upload_mb * 1024 * 1024
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the upload is {int(declared)} bytes; this server takes at most {limit} "
+                       "(setting max_upload_mb)")
     size = 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         async for chunk in request.stream():
-            out.write(chunk)
             size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"the upload is larger than this server takes ({limit} bytes; setting max_upload_mb)")
+            out.write(chunk)
     return size
 
 

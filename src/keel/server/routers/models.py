@@ -83,7 +83,7 @@ def _unpack(tar_path: Path, folder: Path) -> None:
             for count, member in enumerate(tar, start=1):
                 if count > MAX_PACKAGE_FILES:
                     raise InvalidInput(f"a model package has at most {MAX_PACKAGE_FILES} files")
-                if not member.isreg() or not _PACKAGE_FILE.fullmatch(member.name):
+                if not member.isreg() or member.issparse() or not _PACKAGE_FILE.fullmatch(member.name):
                     raise InvalidInput(f"a model package holds plain files with plain names, not {member.name!r}")
                 target = folder / member.name
                 if target.exists():
