@@ -234,3 +234,21 @@ def test_a_run_is_created_with_its_tags_and_inputs_or_not_at_all(ws: keel.Worksp
     info = ws.runs.get(run.id)
     assert info.tags == {"team": "pricing", "n": "3"} and info.inputs == ["table:t@0"] and info.status == "running"
     run.end()
+
+
+def test_a_run_resumed_by_another_process_continues_its_sequence_numbers(tmp_path: Path) -> None:
+    """Two server workers (or a restarted server) log to one run in turn: no point is lost or refused."""
+    first = keel.init(tmp_path / "ws")
+    run = first.runs.start("price")
+    first.runs.handle(run.id).log_metrics({"loss": 1.0}, step=0)
+    first.runs.flush()
+    second = keel.open(tmp_path / "ws")  # another process's view: its own buffer, its own counters
+    try:
+        second.runs.handle(run.id).log_metrics({"loss": 0.5}, step=1)
+        second.runs.flush()
+        first.runs.handle(run.id).log_metrics({"loss": 0.25}, step=2)
+        first.runs.flush()
+        assert second.runs.metric_history(run.id, "loss") == [(0, 1.0), (1, 0.5), (2, 0.25)]
+    finally:
+        second.close()
+        first.close()

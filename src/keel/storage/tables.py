@@ -8,6 +8,8 @@ are read, because users mostly read feature subsets.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import threading
 import time
@@ -240,6 +242,14 @@ class TableStore:
 
 
 _duck = threading.local()
+_duck_connections: list[Any] = []  # every thread's, closed at exit: a live one destroyed with its thread aborts
+
+
+@atexit.register
+def _close_duck_connections() -> None:
+    while _duck_connections:
+        with contextlib.suppress(Exception):
+            _duck_connections.pop().close()
 
 
 def query_arrow(sql: str, **sources: Any) -> pa.Table:
@@ -250,6 +260,7 @@ def query_arrow(sql: str, **sources: Any) -> pa.Table:
     con = getattr(_duck, "con", None)
     if con is None:
         con = _duck.con = duckdb.connect(config={"enable_external_access": False, "lock_configuration": True})
+        _duck_connections.append(con)
     for key, value in sources.items():
         con.register(key, value)
     try:

@@ -81,10 +81,11 @@ class MetricBuffer:
         self._ensure_thread()
 
     def start_run(self, run_id: str, known: dict[str, int] | None = None) -> None:
-        """Continue sequence numbers of a resumed run (``known``: key -> last seq stored)."""
+        """Continue sequence numbers of a resumed run (``known``: key -> last seq stored); never goes back, so
+        points queued here meanwhile keep their numbers."""
         with self._lock:
             for key, seq in (known or {}).items():
-                self._seq[(run_id, key)] = seq
+                self._seq[(run_id, key)] = max(self._seq.get((run_id, key), -1), seq)
 
     def flush(self, then: Callable[[Writes], None] | None = None) -> int:
         """Write every pending point and param in one transaction, with ``then`` (e.g. a run's end)

@@ -135,6 +135,10 @@ class RunService:
             raise Conflict(f"run {info.id} has ended ({info.status}); start a new run to log more")
         run = Run(self, info.id, info.experiment, info.parent_id)
         run._params.update(info.params)  # params stay immutable across handles
+        with self._db.read() as conn:  # another process (a server worker, a restart) may have logged to it
+            stored = dict(conn.execute(sa.select(run_metrics.c.key, sa.func.max(run_metrics.c.seq))
+                                       .where(run_metrics.c.run_id == info.id).group_by(run_metrics.c.key)).all())
+        self._buffer.start_run(info.id, stored)
         return run
 
     def list(self, *, experiment: str | None = None, filter: str | None = None, sort: str | list[str] | None = None,
