@@ -39,6 +39,8 @@ def test_an_upload_over_the_limit_is_413_and_leaves_nothing(small_server: tuple)
     streamed = client.put(f"/api/v1/runs/{run}/artifacts/big.bin", content=chunks(), headers=auth)
     assert streamed.status_code == 413
     assert "big.bin" not in ws.runs.get(run).artifacts
+    left = [p for p in (Path(ws.artifacts.root) / "runs").rglob("*") if p.is_file()]
+    assert left == []  # no partial file, and no temporary file left behind
     assert client.put(f"/api/v1/runs/{run}/artifacts/ok.bin", content=b"0" * 1000, headers=auth).status_code == 201
 
 

@@ -26,7 +26,7 @@ from keel.data.service import DataService
 from keel.errors import Conflict, InvalidInput, NotFound
 from keel.lineage import Edge, LineageService
 from keel.refs import check_name
-from keel.storage.artifacts import ArtifactStore
+from keel.storage.artifacts import ArtifactInfo, ArtifactStore
 from keel.storage.db import Database, Prepared, Writes
 from keel.storage.schema import run_artifacts, run_latest_metrics, run_metrics, run_params, run_tags, runs
 from keel.tracking.buffer import MetricBuffer
@@ -230,11 +230,20 @@ class RunService:
             conn.execute(run_tags.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
 
     def _write_artifact(self, run_id: str, name: str, *, data: bytes | None = None, path: Path | None = None) -> str:
-        key = f"runs/{run_id}/artifacts/{name}"
+        key = self.artifact_key(run_id, name)
         stored = self._artifacts.put_bytes(key, data) if data is not None else self._artifacts.put_file(key, path)
+        return self.attach_artifact(run_id, name, stored)
+
+    @staticmethod
+    def artifact_key(run_id: str, name: str) -> str:
+        """Where a run's artifact lives in the artifact store."""
+        return f"runs/{run_id}/artifacts/{name}"
+
+    def attach_artifact(self, run_id: str, name: str, stored: ArtifactInfo) -> str:
+        """Record bytes already stored at ``artifact_key(run_id, name)`` (the server streams them there)."""
         with self._db.transaction() as conn:
             conn.execute(run_artifacts.delete().where(run_artifacts.c.run_id == run_id, run_artifacts.c.name == name))
-            conn.execute(run_artifacts.insert().values(run_id=run_id, name=name, artifact_key=key,
+            conn.execute(run_artifacts.insert().values(run_id=run_id, name=name, artifact_key=stored.key,
                                                        sha256=stored.sha256, size=stored.size,
                                                        created_at=datetime.now(UTC)))
         return stored.sha256

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -12,7 +10,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from keel.server.security import READ, WRITE
-from keel.server.streams import receive_to_file, stream_artifact
+from keel.server.streams import receive_into_store, stream_artifact
 from keel.workspace import Workspace
 
 router = APIRouter(tags=["runs"])
@@ -101,12 +99,10 @@ def end_run(run_id: str, body: EndRun, ws: Workspace = WRITE) -> Any:
 
 @router.put("/runs/{run_id}/artifacts/{name:path}", status_code=201)
 async def upload_artifact(run_id: str, name: str, request: Request, ws: Workspace = WRITE) -> dict[str, str]:
-    """The request body, streamed to a temporary file, then stored as the run's artifact ``name``."""
+    """The request body, streamed straight into the artifact store (hashed on the way), then recorded."""
     run = await run_in_threadpool(ws.runs.handle, run_id)
-    with tempfile.TemporaryDirectory(prefix="keel-upload-") as tmp:
-        path = Path(tmp) / "body"
-        await receive_to_file(request, path)
-        return {"name": name, "sha256": await run_in_threadpool(run.log_artifact, path, name)}
+    stored = await receive_into_store(request, ws.artifacts, ws.runs.artifact_key(run.id, name))
+    return {"name": name, "sha256": await run_in_threadpool(ws.runs.attach_artifact, run.id, name, stored)}
 
 
 @router.get("/runs/{run_id}/artifacts/{name:path}")
