@@ -13,23 +13,17 @@ Prints one JSON document on stdout; everything MLflow prints goes to stderr.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from _worker_io import answer
+
 
 def main(spec_path: str) -> int:
-    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    real_stdout, sys.stdout = sys.stdout, sys.stderr
-    try:
-        result = run(spec)
-    finally:
-        sys.stdout = real_stdout
-    real_stdout.write(json.dumps(result) + "\n")
-    return 0
+    return answer(run, spec_path)
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:

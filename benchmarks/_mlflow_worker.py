@@ -12,7 +12,6 @@ Only the standard library and MLflow are imported, so the script runs with any M
 from __future__ import annotations
 
 import gc
-import json
 import os
 import platform
 import statistics
@@ -21,18 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _worker_io import answer
+
 
 def main(spec_path: str) -> int:
-    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    real_stdout = sys.stdout
-    sys.stdout = sys.stderr  # MLflow's own messages must not mix with the JSON answer
-    try:
-        result = run(spec)
-    finally:
-        sys.stdout = real_stdout
-    real_stdout.write(json.dumps(result) + "\n")
-    real_stdout.flush()
-    return 0
+    return answer(run, spec_path)
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
