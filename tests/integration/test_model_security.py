@@ -101,7 +101,8 @@ def flip_one_byte(data: bytes, at: int | None = None) -> bytes:
     return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1:]
 
 
-def load_refused(ws: keel.Workspace, ref: str, error: type[KeelError], *fragments: str, trusted: bool = False) -> str:
+def assert_load_refused(ws: keel.Workspace, ref: str, error: type[KeelError], *fragments: str,
+                        trusted: bool = False) -> str:
     with pytest.raises(error) as info:
         ws.models.load(ref, trusted=trusted)
     for fragment in fragments:
@@ -118,7 +119,7 @@ def test_one_changed_byte_in_the_model_file_is_refused(ws: keel.Workspace, flavo
     _, files = package(ws, "price/1")
     put(ws, "price/1", model_file, flip_one_byte(files[model_file]))
     for trusted in (False, True):
-        message = load_refused(ws, "price/1", TamperedPackage, f"{model_file} changed", trusted=trusted)
+        message = assert_load_refused(ws, "price/1", TamperedPackage, f"{model_file} changed", trusted=trusted)
         assert "register the model again" in message
 
 
@@ -127,7 +128,7 @@ def test_one_changed_byte_in_any_other_file_is_refused(ws: keel.Workspace, name:
     register(ws, "sklearn")
     _, files = package(ws, "price/1")
     put(ws, "price/1", name, flip_one_byte(files[name], at=len(files[name]) - 1))
-    load_refused(ws, "price/1", TamperedPackage, f"{name} changed")
+    assert_load_refused(ws, "price/1", TamperedPackage, f"{name} changed")
 
 
 def test_an_untouched_package_loads_and_keeps_loading(ws: keel.Workspace) -> None:
@@ -141,21 +142,21 @@ def test_a_removed_file_is_refused(ws: keel.Workspace, name: str) -> None:
     register(ws, "sklearn")
     key, _ = package(ws, "price/1")
     ws.artifacts.delete(f"{key}/{name}")
-    load_refused(ws, "price/1", TamperedPackage, f"{name} is missing")
+    assert_load_refused(ws, "price/1", TamperedPackage, f"{name} is missing")
 
 
 def test_a_removed_manifest_is_refused(ws: keel.Workspace) -> None:
     register(ws, "sklearn")
     key, _ = package(ws, "price/1")
     ws.artifacts.delete(f"{key}/{MANIFEST}")
-    load_refused(ws, "price/1", TamperedPackage, MANIFEST)
+    assert_load_refused(ws, "price/1", TamperedPackage, MANIFEST)
 
 
 @pytest.mark.parametrize("name", ["extra.py", "model.pkl", "__init__.py"])
 def test_an_added_file_is_refused(ws: keel.Workspace, name: str) -> None:
     register(ws, "sklearn")
     put(ws, "price/1", name, b"print('hello')\n")
-    load_refused(ws, "price/1", TamperedPackage, f"{name} was added")
+    assert_load_refused(ws, "price/1", TamperedPackage, f"{name} was added")
 
 
 def _rewrite_manifest(ws: keel.Workspace, ref: str, change: Callable[[dict[str, Any]], None]) -> None:
@@ -168,7 +169,7 @@ def _rewrite_manifest(ws: keel.Workspace, ref: str, change: Callable[[dict[str, 
 def test_a_rewritten_manifest_is_refused_because_the_registry_pins_its_hash(ws: keel.Workspace) -> None:
     register(ws, "sklearn")
     _rewrite_manifest(ws, "price/1", lambda m: m.update(flavor="python"))
-    load_refused(ws, "price/1", TamperedPackage, f"{MANIFEST} changed since the model was registered")
+    assert_load_refused(ws, "price/1", TamperedPackage, f"{MANIFEST} changed since the model was registered")
     with pytest.raises(TamperedPackage):
         ws.models.manifest("price/1")
 
@@ -183,7 +184,7 @@ def test_a_swapped_model_with_a_matching_manifest_hash_is_refused(ws: keel.Works
     swapped = (folder / "model.skops").read_bytes()
     put(ws, "price/1", "model.skops", swapped)
     _rewrite_manifest(ws, "price/1", lambda m: m["files"].update({"model.skops": _sha256(swapped)}))
-    load_refused(ws, "price/1", TamperedPackage, f"{MANIFEST} changed")
+    assert_load_refused(ws, "price/1", TamperedPackage, f"{MANIFEST} changed")
 
 
 # -- code execution --------------------------------------------------------------------------------------
@@ -198,7 +199,7 @@ def test_a_pickle_swapped_into_any_package_never_runs(ws: keel.Workspace, marker
     register(ws, flavor)
     put(ws, "price/1", flavor_named(flavor).model_file, PAYLOADS[payload](marker))
     for trusted in (False, True):
-        load_refused(ws, "price/1", TamperedPackage, "changed", trusted=trusted)
+        assert_load_refused(ws, "price/1", TamperedPackage, "changed", trusted=trusted)
         assert not marker.exists()
 
 
@@ -219,13 +220,13 @@ def test_a_whole_forged_python_package_never_runs_even_when_trusted(ws: keel.Wor
     manifest = yaml.safe_load(files[MANIFEST])
     forge(manifest)
     ws.artifacts.put_bytes(f"{key}/{MANIFEST}", yaml.safe_dump(manifest, sort_keys=False).encode())
-    load_refused(ws, "price/1", TamperedPackage, f"{MANIFEST} changed", trusted=True)
+    assert_load_refused(ws, "price/1", TamperedPackage, f"{MANIFEST} changed", trusted=True)
 
 
 def test_a_registered_python_model_loads_only_when_trusted(ws: keel.Workspace) -> None:
     version = register(ws, "python", name="toy")
     assert version.flavor == "python"
-    load_refused(ws, "toy/1", UntrustedModel, "trusted=True")
+    assert_load_refused(ws, "toy/1", UntrustedModel, "trusted=True")
     loaded = ws.models.load("toy/1", trusted=True)
     np.testing.assert_array_equal(loaded.predict(X), ToyModel().predict(X))
 
@@ -235,7 +236,7 @@ def test_a_registered_hostile_pickle_does_not_run_without_trust(ws: keel.Workspa
     with ws.runs.start("price") as run:
         run.log_model(BombModel(marker), "bomb", input_example=X, flavor="python")
     assert not marker.exists()
-    load_refused(ws, "bomb/1", UntrustedModel, "pickle")
+    assert_load_refused(ws, "bomb/1", UntrustedModel, "pickle")
 
 
 def test_a_model_needing_a_foreign_type_is_refused_at_registration(ws: keel.Workspace, marker: Path) -> None:
