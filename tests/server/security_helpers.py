@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -100,6 +102,43 @@ def live_server(app: Any) -> Iterator[int]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@contextmanager
+def keel_server_process(root: Path, *, umask: int | None = None) -> Iterator[str]:
+    """``keel server`` for the workspace at ``root`` in its own process (with ``umask``), on a free loopback
+    port, until the block ends; yields its URL."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = root.parent / f"keel-server-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "server", "--port", str(port)], cwd=root,
+                                stdout=out, stderr=subprocess.STDOUT, umask=-1 if umask is None else umask)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"keel server exited ({proc.returncode}): {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"keel server did not answer in 60 s: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def raw_http(port: int, request: bytes, timeout: float = 10.0) -> RawResponse:

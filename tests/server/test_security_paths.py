@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 from sklearn.dummy import DummyRegressor
 from starlette.routing import Mount
+
+import keel
 
 from .conftest import Server
 from .security_helpers import (
@@ -30,6 +33,7 @@ from .security_helpers import (
     asgi_call,
     fill,
     http_request,
+    keel_server_process,
     live_server,
     path_params,
     raw_http,
@@ -351,12 +355,26 @@ def test_artifacts_stored_through_the_server_are_private(server: Server, tmp_pat
     assert oct((server.ws.root / ".keel").stat().st_mode & 0o777) == "0o700"
 
 
-@pytest.mark.xfail(strict=True, reason="the Delta tables' files (written by deltalake) get the process umask "
-                   "(0644/0755, 0666/0777 under umask 0); only the 0700 .keel folder keeps them private. The "
-                   "SQLite metadata DB is created 0600 (its -wal/-shm files follow). Fix: `keel server` umask 077.")
-def test_everything_the_server_writes_under_keel_is_private(server: Server, tmp_path: Path, no_umask: None) -> None:
-    _store_through_the_server(server, tmp_path)
-    keel_dir = server.ws.root / ".keel"
-    wrong = {name: mode for name, mode in _modes(keel_dir).items()
+def test_everything_keel_server_writes_under_keel_is_private(tmp_path: Path) -> None:
+    """A real ``keel server`` started under umask 0: the run's artifact, the Delta table (written by deltalake,
+    which takes the process umask) and the model package all end up 0600 in 0700 folders."""
+    ws = keel.init(tmp_path / "ws", user="admin-user")
+    ws.users.add("developer-user", "developer")
+    token = ws.tokens.create("developer-user").token
+    ws.close()
+    with keel_server_process(tmp_path / "ws", umask=0) as url, \
+            httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
+        run_id = client.post("/api/v1/runs", json={"experiment": "modes"}).json()["id"]
+        assert client.put(f"/api/v1/runs/{run_id}/artifacts/plots/deep/er/loss.txt", content=b"0.1").status_code == 201
+        ingested = client.post("/api/v1/tables/listings/ingest", params={"filename": "l.csv"},
+                               content=b"id,price\n1,10.0\n2,12.5\n")
+        assert ingested.status_code == 201, ingested.text
+        write_toy_package(tmp_path / "package")
+        uploaded = client.post("/api/v1/models/toy/versions", content=tar_folder(tmp_path / "package"))
+        assert uploaded.status_code == 201, uploaded.text
+    keel_dir = tmp_path / "ws" / ".keel"
+    modes = _modes(keel_dir)
+    assert any("_delta_log" in name for name in modes) and any(name.endswith("loss.txt") for name in modes)
+    wrong = {name: mode for name, mode in modes.items()
              if mode != ("0o700" if (keel_dir / name).is_dir() else "0o600")}
     assert wrong == {}

@@ -28,6 +28,7 @@ def serve(workspace_path: str | None, *, host: str = "127.0.0.1", port: int = 80
     import uvicorn
 
     hosts = [*(allowed_hosts or []), *([] if is_loopback(host) or host in ("0.0.0.0", "::") else [host])]
+    os.umask(0o077)  # every file the server writes (Delta tables by deltalake too) is 0600, every folder 0700
     root = str(open_workspace(workspace_path).root)  # fail here, not in a worker, if there is no workspace
     os.environ[_ENV] = json.dumps({"workspace": root, "auth": auth, "allowed_hosts": hosts})
     uvicorn.run("keel.server.main:app_from_env", factory=True, host=host, port=port, workers=workers,
