@@ -1,12 +1,19 @@
-"""Bytes in and out without holding them: uploads go to disk chunk by chunk, downloads are streamed."""
+"""Bytes in and out without holding them: uploads go to disk chunk by chunk, downloads are streamed.
+
+The event loop only moves bytes between the socket and a worker thread; the thread hashes, writes and reads
+files, one megabyte at a time, while the loop receives (or sends) the next one. So a transfer costs about
+what the slower of the two sides costs, not their sum, and memory stays two chunks per transfer.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -23,31 +30,51 @@ async def receive_to_file(request: Request, path: Path) -> int:
     A body over the workspace's ``max_upload_mb`` is refused (413) as soon as it is known to be: from its
     Content-Length before anything is written, else when the bytes received pass the limit.
     """
-    limit = _limit(request)
-    size = 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(f"the upload is larger than this server takes ({limit} bytes; setting max_upload_mb)")
-            out.write(chunk)
-    return size
+        return await _receive(request, out.write)
 
 
 async def receive_into_store(request: Request, store: ArtifactStore, key: str) -> ArtifactInfo:
     """Write the request body straight into the artifact store (atomically, fsynced), hashing on the way:
     one copy of the bytes, not a temporary file copied again."""
-    limit = _limit(request)
-    digest, size = hashlib.sha256(), 0
+    digest = hashlib.sha256()
     with store.open_write(key) as out:
+
+        def consume(data: bytearray) -> None:
+            digest.update(data)
+            out.write(data)
+
+        size = await _receive(request, consume)
+    return ArtifactInfo(key, store.uri(key), size, digest.hexdigest())
+
+
+async def _receive(request: Request, consume: Callable[[bytearray], Any]) -> int:
+    """Hand the request body to ``consume`` (run in a worker thread) a chunk at a time, receiving the next
+    chunk while the thread handles the last; returns the body's size. ``consume`` has finished with every
+    chunk when this returns or raises, so the caller may close what it writes to."""
+    limit = _limit(request)
+    size, buffer = 0, bytearray()
+    pending: Future[Any] | None = None
+    try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise TooLarge(f"the upload is larger than this server takes ({limit} bytes; setting max_upload_mb)")
-            digest.update(chunk)
-            out.write(chunk)
-    return ArtifactInfo(key, store.uri(key), size, digest.hexdigest())
+            buffer += chunk
+            if len(buffer) >= CHUNK_SIZE:
+                if pending is not None:
+                    await asyncio.wrap_future(pending)
+                pending, buffer = _IO.submit(consume, buffer), bytearray()
+        if pending is not None:
+            await asyncio.wrap_future(pending)
+            pending = None
+        if buffer:
+            await asyncio.wrap_future(_IO.submit(consume, buffer))
+    finally:
+        if pending is not None:
+            wait([pending])  # an upload cut short: wait (one chunk at most) until the thread lets go
+    return size
 
 
 def _limit(request: Request) -> int:
@@ -65,12 +92,21 @@ def stream_artifact(ws: Any, key: str, name: str, *, known: bool) -> StreamingRe
     if not known:
         raise NotFound(f"no artifact {name!r} here")
     handle = ws.artifacts.open(key)
-
-    def chunks() -> Iterator[bytes]:
-        with handle:
-            while chunk := handle.read(CHUNK_SIZE):
-                yield chunk
-
     filename = Path(name).name.replace('"', "")
-    return StreamingResponse(chunks(), media_type="application/octet-stream",
+    return StreamingResponse(_read_ahead(handle), media_type="application/octet-stream",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+async def _read_ahead(handle: IO[bytes]) -> AsyncIterator[bytes]:
+    """The file's chunks, each read in a worker thread while the one before is being sent; closes it."""
+    ahead = _IO.submit(handle.read, CHUNK_SIZE)
+    try:
+        while chunk := await asyncio.wrap_future(ahead):
+            ahead = _IO.submit(handle.read, CHUNK_SIZE)
+            yield chunk
+    finally:
+        wait([ahead])  # never close the file under a read still running
+        handle.close()
+
+
+_IO = ThreadPoolExecutor(max_workers=16, thread_name_prefix="keel-io")  # file work for transfers, off the loop
