@@ -36,6 +36,7 @@ class Settings(BaseModel):
     storage_options: dict[str, str] = {}
     sqlite_busy_timeout_ms: int = 30_000
     max_upload_mb: int = 10_240  # the server refuses larger request bodies (413) instead of filling its disk
+    token_cache_seconds: float = 1.0  # a server re-checks a token it verified this long ago (0: every request)
 
     @classmethod
     def defaults(cls, root: Path) -> dict[str, Any]:

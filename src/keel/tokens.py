@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,9 +22,9 @@ from keel.audit import AuditLog
 from keel.errors import InvalidInput, NotFound, Unauthenticated
 from keel.storage.db import Database
 from keel.storage.schema import api_tokens, users
-from keel.users import UserInfo
+from keel.users import CREDENTIALS, UserInfo
 
-__all__ = ["IssuedToken", "TokenInfo", "TokenService", "parse_duration"]
+__all__ = ["IssuedToken", "TokenInfo", "TokenService", "VerifiedTokens", "parse_duration"]
 
 _TOKEN = re.compile(r"keel_([0-9a-f]{12})_([A-Za-z0-9_\-]{43})", re.ASCII)
 _DURATION = re.compile(r"([0-9]+)\s*([smhdw])", re.ASCII)
@@ -100,11 +101,16 @@ class TokenService:
                 conn.execute(api_tokens.update().where(api_tokens.c.id == token_id).values(revoked_at=now))
                 self._audit.record(conn, actor=self._actor, action="token.revoke", target=f"user:{row.user_name}",
                                    reason=reason, details={"token": token_id})
+        CREDENTIALS.changed()
         return next(t for t in self.list() if t.id == token_id)
 
     def authenticate(self, token: str) -> UserInfo:
         """The user a token belongs to; ``Unauthenticated`` for a malformed, unknown, wrong, expired or
         revoked token (one message for all, so a caller learns nothing about which)."""
+        return self.verify(token)[0]
+
+    def verify(self, token: str) -> tuple[UserInfo, datetime | None]:
+        """``authenticate``, with the token's expiry (None: never), for callers that remember the answer."""
         match = _TOKEN.fullmatch(token or "")
         refused = Unauthenticated("invalid, expired or revoked token")
         if match is None:
@@ -123,7 +129,52 @@ class TokenService:
         if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
             with self._db.transaction() as conn:
                 conn.execute(api_tokens.update().where(api_tokens.c.id == token_id).values(last_used_at=now))
-        return UserInfo(row.name, row.role, row.created_at, row.created_by)
+        return UserInfo(row.name, row.role, row.created_at, row.created_by), row.expires_at
+
+
+class VerifiedTokens:
+    """Tokens the database confirmed in the last ``ttl`` seconds, so a server answers most requests without
+    a database round trip (or a thread hop) to authenticate them.
+
+    A revocation or role change made in this process empties the cache at once (``CREDENTIALS``); one made
+    by another process (the CLI, another server worker) takes effect within ``ttl`` seconds. An entry never
+    outlives its token's expiry, and refusals are never cached (a new token works at once). ``ttl=0``
+    checks the database on every request.
+    """
+
+    def __init__(self, tokens: TokenService, ttl: float, max_entries: int = 4096) -> None:
+        self._tokens, self._ttl, self._max = tokens, ttl, max_entries
+        self._entries: dict[bytes, tuple[float, UserInfo, datetime | None]] = {}
+        self._generation = CREDENTIALS.generation
+
+    def cached(self, token: str) -> UserInfo | None:
+        """The user of a recently verified token, without I/O; None means ``authenticate`` must decide."""
+        if self._generation != CREDENTIALS.generation:
+            self._entries.clear()
+            self._generation = CREDENTIALS.generation
+        entry = self._entries.get(key := _cache_key(token))
+        if entry is None:
+            return None
+        verified_at, user, expires_at = entry
+        if time.monotonic() - verified_at >= self._ttl or (expires_at is not None and expires_at <= datetime.now(UTC)):
+            self._entries.pop(key, None)
+            return None
+        return user
+
+    def authenticate(self, token: str) -> UserInfo:
+        """Check ``token`` against the database (blocking I/O) and remember it for ``ttl`` seconds."""
+        generation = CREDENTIALS.generation
+        user, expires_at = self._tokens.verify(token)
+        if self._ttl > 0 and generation == CREDENTIALS.generation:  # not across a change made meanwhile
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            self._entries[_cache_key(token)] = (time.monotonic(), user, expires_at)
+        return user
+
+
+def _cache_key(token: str) -> bytes:
+    """The cache holds digests, not the tokens themselves."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 def parse_duration(text: str) -> timedelta:

@@ -19,10 +19,24 @@ from keel.refs import check_name
 from keel.storage.db import Database
 from keel.storage.schema import users
 
-__all__ = ["DEFAULT_ROLE", "ROLES", "UserInfo", "UserService", "role_allows"]
+__all__ = ["CREDENTIALS", "DEFAULT_ROLE", "ROLES", "CredentialChanges", "UserInfo", "UserService", "role_allows"]
 
 ROLES = ("viewer", "developer", "approver", "admin")
 DEFAULT_ROLE = "developer"
+
+
+class CredentialChanges:
+    """A counter this process bumps whenever a role changes or a token is revoked, so anything that caches
+    who a token belongs to (the server's verified tokens) can tell its entries are stale at once."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+
+    def changed(self) -> None:
+        self.generation += 1
+
+
+CREDENTIALS = CredentialChanges()
 
 
 def role_allows(role: str, needed: str) -> bool:
@@ -69,6 +83,7 @@ class UserService:
             conn.execute(users.update().where(users.c.name == name).values(role=role))
             self._audit.record(conn, actor=self._actor, action="user.role", target=f"user:{name}", reason=reason,
                                details={"from": old, "to": role})
+        CREDENTIALS.changed()
         return self.get(name)
 
     def get(self, name: str) -> UserInfo:

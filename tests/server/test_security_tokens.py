@@ -14,13 +14,18 @@ import hmac
 import logging
 import re
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from sklearn.dummy import DummyRegressor
+
+import keel
+from keel.server.app import create_app
 
 from .conftest import Server
 from .security_helpers import all_routes, asgi_call, fill, http_request, live_server, path_params, raw_http
@@ -51,8 +56,60 @@ def test_the_token_of_a_user_who_no_longer_exists_is_401(server: Server) -> None
     with closing(sqlite3.connect(server.ws.root / ".keel" / "keel.db")) as conn, conn:
         conn.execute("DELETE FROM users WHERE name = 'developer-user'")
         assert conn.execute("SELECT id FROM api_tokens WHERE user_name = 'developer-user'").fetchall()
+    time.sleep(server.ws.settings.token_cache_seconds)  # a change keel did not make: seen within this bound
     for path in ("/api/v1/me", "/api/v1/runs"):
         assert server.client.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def _revoke_behind_keels_back(server: Server, token: str) -> None:
+    """Revoke as another process would (the CLI, another server worker): nothing in this process hears of it."""
+    with closing(sqlite3.connect(server.ws.root / ".keel" / "keel.db")) as conn, conn:
+        conn.execute("UPDATE api_tokens SET revoked_at = '2026-01-01 00:00:00.000000' WHERE id = ?",
+                     (token.split("_")[1],))
+
+
+def test_a_revocation_made_elsewhere_takes_effect_within_token_cache_seconds(server: Server) -> None:
+    token = server.ws.tokens.create("viewer-user").token
+    headers = {"Authorization": f"Bearer {token}"}
+    assert server.client.get("/api/v1/me", headers=headers).status_code == 200  # verified, and remembered
+    _revoke_behind_keels_back(server, token)
+    time.sleep(server.ws.settings.token_cache_seconds)
+    assert server.client.get("/api/v1/me", headers=headers).status_code == 401
+
+
+def test_with_token_cache_seconds_0_every_request_checks_the_database(tmp_path: Path) -> None:
+    ws = keel.init(tmp_path / "ws", user="admin-user", token_cache_seconds=0)
+    ws.users.add("viewer-user", "viewer")
+    token = ws.tokens.create("viewer-user").token
+    client = TestClient(create_app(ws), base_url="http://127.0.0.1")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/me", headers=headers).status_code == 200
+    _revoke_behind_keels_back(Server(ws, client, {}), token)
+    assert client.get("/api/v1/me", headers=headers).status_code == 401
+    ws.close()
+
+
+def test_a_remembered_token_still_expires_on_time(server: Server) -> None:
+    from datetime import timedelta
+
+    token = server.ws.tokens.create("viewer-user", expires_in=timedelta(milliseconds=400)).token
+    headers = {"Authorization": f"Bearer {token}"}
+    assert server.client.get("/api/v1/me", headers=headers).status_code == 200
+    time.sleep(0.45)  # well inside token_cache_seconds, past the expiry
+    assert server.ws.settings.token_cache_seconds > 0.45
+    assert server.client.get("/api/v1/me", headers=headers).status_code == 401
+
+
+def test_a_revocation_or_role_change_made_through_keel_applies_to_remembered_tokens_at_once(server: Server) -> None:
+    token = server.ws.tokens.create("developer-user").token
+    headers = {"Authorization": f"Bearer {token}"}
+    assert server.client.post("/api/v1/runs", json={"experiment": "e"}, headers=headers).status_code == 201
+    server.ws.users.set_role("developer-user", "viewer")
+    assert server.client.post("/api/v1/runs", json={"experiment": "e"}, headers=headers).status_code == 403
+    admin = server.as_role("admin")
+    token_id = token.split("_")[1]
+    assert server.client.delete(f"/api/v1/tokens/{token_id}", headers=admin).status_code == 200
+    assert server.client.get("/api/v1/me", headers=headers).status_code == 401
 
 
 def test_the_secret_is_compared_in_constant_time(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,3 +283,16 @@ def test_host_refusals_precede_authentication(server: Server) -> None:
         assert response.status == 400 and b"is not allowed" in response.body
     routes = [r for r in all_routes(server.client.app) if path_params(r.path) == []]
     assert routes  # the check is in front of every route: it wraps the whole app
+
+
+def test_a_token_verified_lately_is_not_looked_up_again(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The point of the cache: one database check per token per token_cache_seconds, not one per request."""
+    from keel.tokens import TokenService
+
+    looked_up: list[str] = []
+    verify = TokenService.verify
+    monkeypatch.setattr(TokenService, "verify", lambda self, token: looked_up.append(token) or verify(self, token))
+    token = server.ws.tokens.create("viewer-user").token
+    for _ in range(5):
+        assert server.client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert looked_up == [token]

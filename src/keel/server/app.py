@@ -29,7 +29,7 @@ def create_app(workspace: Workspace, *, auth: bool = True, allowed_hosts: Iterab
     api = APIRouter(prefix=API_PREFIX)
 
     @api.get("/health", tags=["server"])
-    def health(_: None = PUBLIC) -> dict[str, str]:
+    async def health(_: None = PUBLIC) -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     for router in (data.router, runs.router, models.router, lineage.router, admin.router):

@@ -23,9 +23,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from keel.errors import PermissionDenied, Unauthenticated
-from keel.users import ROLES, role_allows
+from keel.tokens import VerifiedTokens
+from keel.users import ROLES, UserInfo, role_allows
 from keel.workspace import Workspace
 
 __all__ = ["ADMIN", "APPROVE", "CSRF_COOKIE", "CSRF_FIELD", "CSRF_HEADER", "PERMISSIONS", "PUBLIC", "READ",
@@ -43,11 +45,21 @@ CSRF_HEADER = "x-csrf-token"
 
 @dataclass
 class ServerState:
-    """What every request needs: the workspace, whether auth is on, and the per-user views of it."""
+    """What every request needs: the workspace, whether auth is on, the tokens verified lately, and the
+    per-user views of the workspace."""
 
     workspace: Workspace
     auth: bool = True
     views: dict[str, Workspace] = field(default_factory=dict)
+    tokens: VerifiedTokens = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = VerifiedTokens(self.workspace.tokens, self.workspace.settings.token_cache_seconds)
+
+    async def authenticate(self, token: str) -> UserInfo:
+        """The token's user: from memory when verified lately, else from the database (in a worker thread,
+        so the event loop never waits on it)."""
+        return self.tokens.cached(token) or await run_in_threadpool(self.tokens.authenticate, token)
 
     def view(self, user: str) -> Workspace:
         """The workspace acting as ``user`` (kept: building one costs more than a request)."""
@@ -102,7 +114,7 @@ def _check_cookie_change(request: Request, token: str) -> None:
 def _authorize(permission: str) -> Callable[[Request], Workspace]:
     needed = PERMISSIONS[permission]
 
-    def check(request: Request) -> Workspace:
+    async def check(request: Request) -> Workspace:  # async: a cached token costs no thread hop
         state: ServerState = request.app.state.keel
         changes = request.method not in SAFE_METHODS
         if changes:
@@ -113,7 +125,7 @@ def _authorize(permission: str) -> Callable[[Request], Workspace]:
         if token is None:
             raise Unauthenticated("authentication required: send 'Authorization: Bearer <token>' "
                                   "(create one with `keel tokens create USER`)")
-        user = state.workspace.tokens.authenticate(token)
+        user = await state.authenticate(token)
         if changes and from_cookie:
             _check_cookie_change(request, token)
         if needed is not None and not role_allows(user.role, needed):
@@ -125,7 +137,7 @@ def _authorize(permission: str) -> Callable[[Request], Workspace]:
     return check
 
 
-def _public(request: Request) -> None:
+async def _public(request: Request) -> None:
     return None
 
 

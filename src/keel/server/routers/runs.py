@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from keel.server.responses import json_response
 from keel.server.security import READ, WRITE
 from keel.server.streams import receive_into_store, stream_artifact
 from keel.workspace import Workspace
@@ -16,11 +17,11 @@ from keel.workspace import Workspace
 router = APIRouter(tags=["runs"])
 
 
-@router.get("/runs")
+@router.get("/runs", response_model=list[Any])
 def list_runs(ws: Workspace = READ, experiment: str | None = None, filter: str | None = None,
               sort: str | None = None, status: str | None = None,
-              limit: int = Query(100, ge=1, le=10_000)) -> list[Any]:
-    return ws.runs.list(experiment=experiment, filter=filter, sort=sort, status=status, limit=limit)
+              limit: int = Query(100, ge=1, le=10_000)) -> Response:
+    return json_response(ws.runs.list(experiment=experiment, filter=filter, sort=sort, status=status, limit=limit))
 
 
 @router.get("/runs/compare")
