@@ -20,6 +20,7 @@ never message strings.
     │   │   └── UntrustedModel      403            a package that would run code on load, not trusted
     │   ├── TamperedPackage         409            a model package whose files changed since it was stored
     │   ├── TooLarge                413            an upload over the server's max_upload_mb
+    │   ├── TransformFailed         422            a feature view's transform raised; wraps the user's error
     │   └── Conflict                409            the object exists already / state does not allow it
     ├── NotFound                    404 / exit 2   unknown table, version, split, workspace, ...
     │   └── WorkspaceNotFound       404            no keel.toml here or above
@@ -44,6 +45,7 @@ __all__ = [
     "StorageError",
     "TamperedPackage",
     "TooLarge",
+    "TransformFailed",
     "Unauthenticated",
     "UnreadableFile",
     "UnsupportedModel",
@@ -135,6 +137,12 @@ class TooLarge(UserError):
 
 class Conflict(UserError):
     http_status = 409
+
+
+class TransformFailed(UserError):
+    """A feature view's transform (the user's SQL or pandas function) failed; the cause is chained."""
+
+    http_status = 422
 
 
 class Unauthenticated(UserError):

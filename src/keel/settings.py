@@ -36,6 +36,8 @@ class Settings(BaseModel):
     storage_options: dict[str, str] = {}
     sqlite_busy_timeout_ms: int = 30_000
     max_upload_mb: int = 10_240  # the server refuses larger request bodies (413) instead of filling its disk
+    feature_cache_mb: int = 1024  # feature views' prepared rows kept in memory (per process), least used out first
+    online_url: str | None = None  # the online feature store: default SQLite in .keel/online.db; redis://... in a team
     token_cache_seconds: float = 1.0  # a server re-checks a token it verified this long ago (0: every request)
 
     @classmethod

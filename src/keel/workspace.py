@@ -12,6 +12,8 @@ from typing import Any
 from keel.audit import AuditLog
 from keel.data.service import DataService
 from keel.errors import Conflict, InvalidInput, NotFound
+from keel.features.frames import FrameCache
+from keel.features.service import FeatureService
 from keel.lineage import LineageService
 from keel.models.service import ModelService
 from keel.refs import parse_ref
@@ -38,8 +40,8 @@ _CONFIG_TEMPLATE = """\
 
 
 class Workspace:
-    """One keel workspace: ``ws.data``, ``ws.runs``, ``ws.models``, ``ws.users``, ``ws.tokens``, ``ws.lineage``,
-    ``ws.audit``."""
+    """One keel workspace: ``ws.data``, ``ws.features``, ``ws.runs``, ``ws.models``, ``ws.users``, ``ws.tokens``,
+    ``ws.lineage``, ``ws.audit``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -49,11 +51,15 @@ class Workspace:
         self.artifacts = ArtifactStore(settings.artifacts_url, settings.storage_options)
         self.lineage = LineageService(self.db)
         self.audit = AuditLog(self.db)
+        self._feature_cache = FrameCache(settings.feature_cache_mb * 1024 * 1024)
+        self._feature_functions: dict[str, Any] = {}
         self._wire(settings.user)
 
     def _wire(self, user: str, buffer: MetricBuffer | None = None) -> None:
         """The capability services, acting as ``user``, over this workspace's stores."""
         self.data = DataService(self.db, self.tables, self.artifacts, self.lineage, self.audit, user)
+        self.features = FeatureService(self.db, self.data, self.lineage, self.audit, user, self.settings.root,
+                                       self._feature_cache, self._feature_functions)
         self.runs = RunService(self.db, self.artifacts, self.lineage, self.audit, user, self.canonical_ref,
                                self.settings.root, self.data, buffer)
         self.users = UserService(self.db, self.audit, user)
@@ -69,6 +75,7 @@ class Workspace:
         view.settings = self.settings.model_copy(update={"user": user})
         view.db, view.tables, view.artifacts = self.db, self.tables, self.artifacts
         view.lineage, view.audit = self.lineage, self.audit
+        view._feature_cache, view._feature_functions = self._feature_cache, self._feature_functions
         view._wire(user, self.runs._buffer)
         view._view_of = self
         return view

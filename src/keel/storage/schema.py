@@ -305,3 +305,73 @@ api_tokens = sa.Table(
     sa.Column("last_used_at", TS, nullable=True),
     sa.Index("ix_api_tokens_user", "user_name"),
 )
+
+# -- features --------------------------------------------------------------------------------------
+
+feature_entities = sa.Table(
+    "feature_entities",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("join_keys", sa.JSON, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("updated_by", sa.String(128), nullable=False),
+)
+
+feature_views = sa.Table(
+    "feature_views",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("latest_version", sa.Integer, nullable=False),  # the version counter, like registered_models
+    sa.Column("kind", sa.String(16), nullable=False),  # batch | on_demand
+    sa.Column("removed_at", TS, nullable=True),  # removed by an apply; its versions stay for lineage
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+)
+
+feature_view_versions = sa.Table(
+    "feature_view_versions",
+    metadata,
+    sa.Column("view", sa.String(128), sa.ForeignKey("feature_views.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("definition", sa.JSON, nullable=False),  # the validated definition, as JSON (features/definitions.py)
+    sa.Column("fingerprint", sa.String(64), nullable=False),  # sha256 of it: an unchanged view is not re-versioned
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+)
+
+training_sets = sa.Table(
+    "training_sets",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),  # = the version of its Delta table
+    sa.Column("table_name", sa.String(128), nullable=False),
+    sa.Column("features", sa.JSON, nullable=False),
+    sa.Column("label", sa.String(256), nullable=True),
+    sa.Column("timestamp_column", sa.String(256), nullable=False),
+    sa.Column("entity_source", sa.String(512), nullable=False),
+    sa.Column("view_versions", sa.JSON, nullable=False),  # view -> version used
+    sa.Column("source_versions", sa.JSON, nullable=False),  # source table -> Delta version read
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+)
+
+feature_materializations = sa.Table(
+    "feature_materializations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("view", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("start_ts", TS, nullable=True),
+    sa.Column("end_ts", TS, nullable=False),  # --incremental starts here next time
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("incremental", sa.Boolean, nullable=False),
+    sa.Column("source_versions", sa.JSON, nullable=False),
+    sa.Column("store", sa.String(512), nullable=False),  # the online store's URL, without credentials
+    sa.Column("at", TS, nullable=False),
+    sa.Column("by", sa.String(128), nullable=False),
+    sa.Index("ix_feature_materializations_view", "view", "version"),
+)
