@@ -12,6 +12,16 @@
 
 from keel.data import ColumnSpec, Contract, IngestResult, SplitInfo, TableInfo, TableVersion, ValidationReport
 from keel.errors import KeelError
+from keel.features.model import (
+    Entity,
+    Feature,
+    FeatureView,
+    FeatureViewInfo,
+    OnDemandFeatureView,
+    RequestField,
+    TrainingSet,
+    TrainingSetInfo,
+)
 from keel.models.loaded import LoadedModel
 from keel.models.model import ModelVersion, RegisteredModel
 from keel.models.signature import Signature
@@ -27,13 +37,19 @@ __version__ = "0.1.0"
 __all__ = [
     "ColumnSpec",
     "Contract",
+    "Entity",
     "EvaluationReport",
+    "Feature",
+    "FeatureView",
+    "FeatureViewInfo",
     "ImportanceReport",
     "IngestResult",
     "KeelError",
     "LoadedModel",
     "ModelVersion",
+    "OnDemandFeatureView",
     "RegisteredModel",
+    "RequestField",
     "Run",
     "RunInfo",
     "Settings",
@@ -41,6 +57,8 @@ __all__ = [
     "SplitInfo",
     "TableInfo",
     "TableVersion",
+    "TrainingSet",
+    "TrainingSetInfo",
     "ValidationReport",
     "Workspace",
     "__version__",

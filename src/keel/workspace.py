@@ -20,6 +20,7 @@ from keel.refs import parse_ref
 from keel.settings import CONFIG_FILE, STATE_DIR, Settings, find_workspace_root
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.db import Database
+from keel.storage.online import OnlineStore, open_online_store
 from keel.storage.tables import TableStore
 from keel.tokens import TokenService
 from keel.tracking.autolog import Autolog
@@ -53,13 +54,14 @@ class Workspace:
         self.audit = AuditLog(self.db)
         self._feature_cache = FrameCache(settings.feature_cache_mb * 1024 * 1024)
         self._feature_functions: dict[str, Any] = {}
+        self._online: list[OnlineStore] = []  # opened on first use, shared by every view of the workspace
         self._wire(settings.user)
 
     def _wire(self, user: str, buffer: MetricBuffer | None = None) -> None:
         """The capability services, acting as ``user``, over this workspace's stores."""
         self.data = DataService(self.db, self.tables, self.artifacts, self.lineage, self.audit, user)
         self.features = FeatureService(self.db, self.data, self.lineage, self.audit, user, self.settings.root,
-                                       self._feature_cache, self._feature_functions)
+                                       self._feature_cache, self._feature_functions, self.online_store)
         self.runs = RunService(self.db, self.artifacts, self.lineage, self.audit, user, self.canonical_ref,
                                self.settings.root, self.data, buffer)
         self.users = UserService(self.db, self.audit, user)
@@ -76,9 +78,17 @@ class Workspace:
         view.db, view.tables, view.artifacts = self.db, self.tables, self.artifacts
         view.lineage, view.audit = self.lineage, self.audit
         view._feature_cache, view._feature_functions = self._feature_cache, self._feature_functions
+        view._online = self._online
         view._wire(user, self.runs._buffer)
         view._view_of = self
         return view
+
+    def online_store(self) -> OnlineStore:
+        """The online feature store ``online_url`` names (SQLite in .keel/online.db by default)."""
+        if not self._online:
+            url = self.settings.online_url or f"sqlite:///{self.settings.root / STATE_DIR / 'online.db'}"
+            self._online.append(open_online_store(url))
+        return self._online[0]
 
     @property
     def root(self) -> Path:
@@ -110,6 +120,9 @@ class Workspace:
             self.runs.flush()  # a view shares its owner's buffer and database: the owner closes them
             return
         self.runs.close()  # buffered metric points reach the database
+        for store in self._online:
+            store.close()
+        self._online.clear()
         self.db.dispose()
 
     def __enter__(self) -> Workspace:

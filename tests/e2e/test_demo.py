@@ -24,12 +24,22 @@ def test_demo_leaves_the_workspace_it_describes(tmp_path: Path) -> None:
         first = ws.data.version("listings@0")
         assert first.row_count + len(quarantined[quarantined["_keel_ingest_id"] == first.details["ingest_id"]]) \
             == 6 * 300  # rows in + rows quarantined = rows read
+        # the feature chapter: the models train from a point-in-time training set over the latest listings
+        training = ws.features.get_training_set(refs["training_set"])
+        assert training.entity_source == refs["table"] and set(training.view_versions) == {"neighbourhood_stats",
+                                                                                             "host_stats"}
+        assert training.source_versions == {"listings": history[0].version}
         split = ws.data.split_info(refs["split"])
-        assert split.source_ref == refs["table"] and split.method == "time"
+        assert split.source_ref == f"table:{training.table}@{training.version}" and split.method == "time"
+        for view in ("neighbourhood_stats", "host_stats"):
+            shown = ws.features.show(view)
+            assert all(f["consumers"]["model"] == [refs["model"]] for f in shown["features"])
+            assert ws.features.check_skew(view, sample=50).ok
         train, test = ws.data.read_split(split.ref, "train"), ws.data.read_split(split.ref, "test")
         assert train["listed_at"].max() < test["listed_at"].min()
         upstream = ws.lineage.upstream(split.ref).refs()
         assert refs["first_version"] in upstream and any(r.startswith("file:listings_m1-6.csv") for r in upstream)
+        assert refs["training_set"] in upstream and "features:neighbourhood_stats@1" in upstream
 
         # the modelling chapter: three architectures under one setup, the best registered and in production
         runs = {r.name: r for r in ws.runs.list(experiment="price")}

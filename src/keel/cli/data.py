@@ -150,11 +150,14 @@ def split(
     dedupe: bool = typer.Option(False, "--dedupe", help="Keep one copy of duplicate rows."),
     allow_duplicates: bool = typer.Option(False, "--allow-duplicates", help="Accept cross-part duplicates (audited)."),
     reason: str = typer.Option(None, "--reason", help="Why, for the audit log."),
+    ignore_for_duplicates: list[str] = typer.Option(None, "--ignore-for-duplicates",
+                                                    help="Columns that do not make two rows different."),
 ) -> None:
     """Split a table version into train/validation/test without leakage, and store the split."""
     info = state(ctx).workspace().data.split(
         ref, target=target, time_column=time_column, group=group, fractions=fractions, gap=gap, name=name,
-        seed=seed, dedupe=dedupe, allow_duplicates=allow_duplicates, reason=reason)
+        seed=seed, dedupe=dedupe, allow_duplicates=allow_duplicates, reason=reason,
+        ignore_for_duplicates=split_list(ignore_for_duplicates))
     console.print(f"[bold]{info.ref}[/bold] from {info.source_ref} by {info.method}")
     print_table(None, ["part", "rows"], [(k, v) for k, v in info.counts.items()])
     for part, (lo, hi) in info.params.get("boundaries", {}).items():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from keel.cli import data, demo, lineage, models, runs, server, users
+from keel.cli import data, demo, features, lineage, models, runs, server, users
 from keel.cli.context import CliState, console, err_console, print_report, state
 from keel.errors import KeelError
 from keel.logs import configure_logging
@@ -21,6 +21,7 @@ app = typer.Typer(
     help="keel: data, features, runs, models, gates, deployments, monitoring and retraining, in one lineage graph.",
 )
 app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(users.app, name="users")

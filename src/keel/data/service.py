@@ -257,16 +257,22 @@ class DataService:
         self, ref: str | Ref, *, target: str, time_column: str | None = None, group: str | None = None,
         fractions: str | tuple[float, ...] = (0.7, 0.15, 0.15), gap: timedelta | str | None = None,
         name: str | None = None, seed: int = 42, dedupe: bool = False, allow_duplicates: bool = False,
-        reason: str | None = None,
+        reason: str | None = None, ignore_for_duplicates: list[str] | None = None,
     ) -> SplitInfo:
-        """Split a table version into train/validation/test without leakage, and store the split."""
+        """Split a table version into train/validation/test without leakage, and store the split.
+
+        Two rows are duplicates when they are equal in every column but the table's key columns and
+        ``ignore_for_duplicates`` (e.g. a training set's feature columns, which differ for a re-posted row)."""
         version = self._readable(ref)
         name = check_name(name or f"{version.table}-split", "split name")
         info = self.catalog.dataset(version.table)
         data = self._store.read(version.table, version.version)
+        unknown = [c for c in ignore_for_duplicates or [] if c not in data.column_names]
+        if unknown:
+            raise InvalidInput(f"ignore_for_duplicates names column(s) {', '.join(unknown)} that {version.ref} lacks")
         plan = plan_split(data, target=target, fractions=parse_fractions(fractions), time_column=time_column,
                           group=group, gap=_duration(gap), seed=seed,
-                          exclude_from_duplicates=tuple(info.key_columns if info else ()),
+                          exclude_from_duplicates=(*(info.key_columns if info else ()), *(ignore_for_duplicates or [])),
                           dedupe=dedupe, allow_duplicates=allow_duplicates)
         sink = pa.BufferOutputStream()
         pq.write_table(plan.to_arrow(), sink)

@@ -29,33 +29,36 @@ NUMERIC = ["accommodates", "bedrooms", "bathrooms", "beds", "latitude", "longitu
 FEATURES = CATEGORICAL + NUMERIC
 
 
-def candidates() -> dict[str, Any]:
+def candidates(numeric: list[str] = NUMERIC) -> dict[str, Any]:
     """The three architectures, each a whole pipeline so preprocessing is fitted with the model."""
     linear = Pipeline([
         ("prepare", ColumnTransformer([
             ("categories", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
-            ("numbers", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), NUMERIC)])),
+            ("numbers", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric)])),
         ("ridge", Ridge(alpha=1.0))])
     boosting = Pipeline([
         ("prepare", ColumnTransformer([
             ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), CATEGORICAL),
-            ("numbers", "passthrough", NUMERIC)])),
+            ("numbers", "passthrough", numeric)])),
         ("gbm", HistGradientBoostingRegressor(max_iter=150, learning_rate=0.1, categorical_features=[0, 1, 2],
                                               random_state=0))])
     return {"baseline": DummyRegressor(strategy="mean"), "linear": linear, "boosting": boosting}
 
 
 def train_and_register(ws: Workspace, split_ref: str, console: Console, step: Callable[[str], Any],
-                       table: Callable[..., None]) -> dict[str, Any]:
-    """Fit, evaluate and compare the candidates; register, document, approve and promote the best."""
+                       table: Callable[..., None], extra: list[str] | None = None) -> dict[str, Any]:
+    """Fit, evaluate and compare the candidates; register, document, approve and promote the best.
+    ``extra``: numeric feature columns beyond the listing's own (the feature store's)."""
     results: dict[str, Any] = {}
+    numeric = [*NUMERIC, *(extra or [])]
+    features = [*CATEGORICAL, *numeric]
     with step("Train a dumb baseline, a linear model and gradient boosting on the training part only"):
-        for name, estimator in candidates().items():
+        for name, estimator in candidates(numeric).items():
             with ws.runs.start("price", name=name, inputs=[split_ref], tags={"demo": "months 1-7"}) as run:
-                model = ws.runs.fit(estimator, split_ref, features=FEATURES, run=run)
-                report = ws.runs.evaluate(model, split_ref, features=FEATURES, slices=["room_type"], run=run)
+                model = ws.runs.fit(estimator, split_ref, features=features, run=run)
+                report = ws.runs.evaluate(model, split_ref, features=features, slices=["room_type"], run=run)
                 if name == "boosting":
-                    importance = ws.runs.importance(model, split_ref, features=FEATURES, run=run, shap=False)
+                    importance = ws.runs.importance(model, split_ref, features=features, run=run, shap=False)
             results[name] = {"run": run.id, "model": model, "report": report}
     rows = []
     for name, result in results.items():
@@ -76,7 +79,7 @@ def train_and_register(ws: Workspace, split_ref: str, console: Console, step: Ca
                   f"{', '.join(f'{a}~{b}' for a, b, _ in importance.correlated_pairs) or 'none'}")
 
     with step(f"Register the best ({best}) with its card; approve and promote it"):
-        example = ws.data.read_split(split_ref, "train", columns=FEATURES).head(5)
+        example = ws.data.read_split(split_ref, "train", columns=features).head(5)
         version = ws.models.register(results[best]["model"], "price", run=results[best]["run"], input_example=example,
                                      description=f"{best} on {split_ref}")
         ws.models.update_card("price", purpose="suggest a nightly price to hosts when they list",

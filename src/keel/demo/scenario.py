@@ -17,6 +17,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.tree import Tree
 
+from keel.demo.features import FEATURE_COLUMNS, REQUESTED
+from keel.demo.features import definitions as feature_definitions
 from keel.demo.generator import LISTINGS_CONTRACT, generate_listings, write_listings
 from keel.demo.modelling import train_and_register
 from keel.errors import Conflict, LeakageError, ValidationFailed
@@ -86,13 +88,28 @@ def run_demo(path: str | Path, *, fresh: bool = True, console: Console | None = 
                   f"p95 {price['quantiles']['0.95']:.1f}; room types: "
                   + ", ".join(f"{t['value']} {t['count']}" for t in profile["columns"]["room_type"]["top_values"]))
 
-    with step("Split by time — duplicates are checked first"):
-        try:
-            ws.data.split("listings", target="price", time_column="listed_at")
+    with step("Feature views: neighbourhood and host statistics, each value stamped when it became known"):
+        plan = ws.features.apply(feature_definitions())
+    console.print(f"  applied {', '.join(f'{v}@{n}' for v, n in sorted(plan.versions.items()))} "
+                  f"(entities: {', '.join(plan.entities_added)})")
+
+    with step("A point-in-time training set: each listing gets only what was known when it was listed"):
+        training = ws.features.training_set("listings", REQUESTED, label="price", timestamp="listed_at",
+                                            name="price_training", full_names=True)
+    frame = training.to_pandas()
+    known = frame[FEATURE_COLUMNS].notna().mean()
+    console.print(f"  {training.ref}: {training.num_rows} rows, stored as table {training.table_ref}; values known "
+                  f"for {known.iloc[0]:.0%} of listings (neighbourhood) and {known.iloc[2]:.0%} (host: first "
+                  "listings have no history)")
+
+    with step("Split the training set by time — duplicates are checked first"):
+        try:  # a re-posted listing is the same home whatever its features say: they do not count
+            ws.data.split(training.table_ref, target="price", time_column="listed_at",
+                          ignore_for_duplicates=FEATURE_COLUMNS)
         except LeakageError as exc:
             console.print(f"  [yellow]refused:[/yellow] {exc.message}")
-        split = ws.data.split("listings", target="price", time_column="listed_at", dedupe=True,
-                              gap=timedelta(days=1))
+        split = ws.data.split(training.table_ref, target="price", time_column="listed_at", dedupe=True,
+                              gap=timedelta(days=1), name="listings-split", ignore_for_duplicates=FEATURE_COLUMNS)
     _table(console, f"{split.ref} (by {split.method}, 1 day gap)", ["part", "rows", "from", "to"],
            [(p, split.counts[p], *(b[:19] for b in split.params["boundaries"][p]))
             for p in ("train", "validation", "test")])
@@ -100,12 +117,22 @@ def run_demo(path: str | Path, *, fresh: bool = True, console: Console | None = 
                   "rows in the gaps")
 
     models = train_and_register(ws, split.ref, console, step, lambda title, columns, rows: _table(
-        console, title, columns, rows))
+        console, title, columns, rows), extra=FEATURE_COLUMNS)
+
+    with step("Materialise the views online and check online against offline"):
+        ws.features.materialize()
+        skew = [ws.features.check_skew(view, sample=200) for view in ("neighbourhood_stats", "host_stats")]
+    console.print("  " + "; ".join(f"{s.view}: {s.checked} entities, {len(s.mismatches)} mismatches" for s in skew))
+    shown = ws.features.show("neighbourhood_stats")
+    _table(console, "feature registry: neighbourhood_stats", ["feature", "dtype", "owner", "consumers"],
+           [(f["name"], f["dtype"], f["owner"], ", ".join(f["consumers"]["model"]) or "none (removal candidate)")
+            for f in shown["features"]])
 
     with step("Lineage: from the production model back to the raw file"):
         tree = ws.lineage.upstream(models["model"])
     console.print(_tree(tree))
-    refs = {"table": latest.ref, "first_version": v0.version.ref, "split": split.ref, **models}
+    refs = {"table": latest.ref, "first_version": v0.version.ref, "split": split.ref,
+            "training_set": training.ref, **models}
     console.print(Panel.fit(
         f"done. {latest.row_count} clean rows in {len(history)} versions, "
         f"{v0.rows_quarantined + v1.rows_quarantined} rows quarantined, split {split.ref}; "

@@ -4,38 +4,55 @@ values, and say who consumes each feature. The CLI, REST API and UI call exactly
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from keel.audit import AuditLog
 from keel.data.service import DataService
 from keel.errors import InvalidInput, NotFound
+from keel.features.consumers import consumers_of, summary
 from keel.features.definitions import collect, entity_json, fingerprint, load_module, view_json
-from keel.features.frames import FrameCache, ViewRows, read_view_rows
+from keel.features.frames import FrameCache, ViewRows, read_view_rows, source_tables
 from keel.features.model import ApplyPlan, FeatureViewInfo, OnDemandFeatureView, TrainingSet, TrainingSetInfo
+from keel.features.online import (
+    OnlineResult,
+    SkewReport,
+    as_utc,
+    decode_value,
+    encoded_batches,
+    entity_key,
+    equal,
+    latest_per_entity,
+    namespace,
+    sample_keys,
+)
+from keel.features.pit import ViewInput, point_in_time_join
 from keel.features.requests import resolve_features
 from keel.features.training import check_entities, frame_digest, join_features, run_on_demand
 from keel.lineage import Edge, LineageService
 from keel.refs import check_name, parse_ref
 from keel.storage.db import Database
-from keel.storage.schema import training_sets
+from keel.storage.online import OnlineStore
+from keel.storage.schema import feature_materializations, training_sets
 
 __all__ = ["FeatureService"]
 
 
 class FeatureService:
     def __init__(self, db: Database, data: DataService, lineage: LineageService, audit: AuditLog, user: str,
-                 root: Path, cache: FrameCache, functions: dict[str, Callable[..., Any]]) -> None:
+                 root: Path, cache: FrameCache, functions: dict[str, Callable[..., Any]],
+                 online_store: Callable[[], OnlineStore]) -> None:
         from keel.features.registry import Registry
 
         self._db, self._data, self._lineage, self._audit, self._user = db, data, lineage, audit, user
-        self._root, self._cache, self._functions = root, cache, functions
+        self._root, self._cache, self._functions, self._online_store = root, cache, functions, online_store
         self.registry = Registry(db, lineage, audit, user)
 
     # -- definitions ---------------------------------------------------------------------------------------
@@ -154,7 +171,9 @@ class FeatureService:
         if plan.on_demand or plan.hidden:
             frame = run_on_demand(joined.to_pandas(), plan, views, self._functions)
             joined = pa.Table.from_pandas(frame, preserve_index=False)
-        info = self._store(joined, name, plan.views, views, rows, list(features), label, timestamp, entity_source) \
+        qualified = [f"{view}:{feature}" for view, wanted in [*plan.batch.items(), *plan.on_demand.items()]
+                     for feature, column in wanted if column not in plan.hidden]
+        info = self._store(joined, name, plan.views, views, rows, qualified, label, timestamp, entity_source) \
             if store else None
         return TrainingSet(joined, info, list(features), label)
 
@@ -175,7 +194,9 @@ class FeatureService:
                rows: dict[str, ViewRows], features: list[str], label: str | None, timestamp: str,
                entity_source: str) -> TrainingSetInfo:
         name = check_name(name or f"{'_'.join(sorted(used))}_training", "training set name")
-        result = self._data.ingest(table, name, mode="overwrite", reason="training set")
+        keys = self._data.catalog.dataset(entity_source[6:].split("@")[0]).key_columns \
+            if entity_source.startswith("table:") else None  # the entity table's keys stay keys
+        result = self._data.ingest(table, name, mode="overwrite", key=keys or None, reason="training set")
         version = result.version
         view_versions = {v: views[v].version for v in used}
         source_versions = {t: n for r in rows.values() for t, n in r.source_versions.items()}
@@ -216,10 +237,219 @@ class FeatureService:
                 return info
         raise NotFound(f"training set {parsed.name!r} has no version {parsed.version}")
 
+    def consumers(self, view: str) -> dict[str, dict[str, list[str]]]:
+        """feature -> {kind -> refs}: the training sets, runs, models (and later deployments and jobs) that
+        read each feature of ``view``, through any of its versions."""
+        return consumers_of(self.versions(view), self.training_sets(), self._lineage)
+
+    def show(self, view: str) -> dict[str, Any]:
+        """A view as its page shows it: schema, versions, source tables, freshness, and consumers per feature."""
+        info = self.get(view)
+        consumers = self.consumers(info.name)
+        result: dict[str, Any] = {"name": info.name, "version": info.version, "kind": info.kind, "ref": info.ref,
+                                  "definition": info.definition, "created_at": info.created_at,
+                                  "created_by": info.created_by,
+                                  "versions": [{"version": v.version, "created_at": v.created_at,
+                                                "created_by": v.created_by, "fingerprint": v.fingerprint[:12]}
+                                               for v in self.versions(info.name)]}
+        features = []
+        for feature in info.features:
+            used = consumers.get(feature["name"], {})
+            features.append({**feature, "owner": info.definition.get("owner"), "consumers": used,
+                             **summary(used)})
+        result["features"] = features
+        if info.kind == "batch":
+            result["sources"] = {t: self._data.version(t).version for t in source_tables(info)}
+            runs = self.materializations(info.name)
+            mine = [m for m in runs if m["version"] == info.version]
+            result["freshness"] = {
+                "materialized_until": _utc(mine[0]["end_ts"]) if mine else None,
+                "materialized_at": _utc(mine[0]["at"]) if mine else None,
+                "latest_event": self._latest_event(info)}
+        return result
+
+    def _latest_event(self, info: FeatureViewInfo) -> datetime | None:
+        try:
+            rows = self._rows(info).rows
+        except (InvalidInput, NotFound):
+            return None
+        latest = pc.max(rows[info.definition["timestamp"]]).as_py() if rows.num_rows else None
+        return latest
+
     def reproduce(self, ref: str) -> TrainingSet:
         """A stored training set's rows, exactly as stored (its table version), whatever changed since."""
         info = self.get_training_set(ref)
         return TrainingSet(self._data.read_arrow(f"{info.table}@{info.version}"), info, info.features, info.label)
+
+
+    # -- online ------------------------------------------------------------------------------------------
+
+    def materialize(self, views: Iterable[str] | None = None, *, start: datetime | str | None = None,
+                    end: datetime | str | None = None, incremental: bool = False) -> list[dict[str, Any]]:
+        """Write each view's latest value per entity in [start, end) (end: now) into the online store, in
+        batches; ``incremental`` starts where the last materialisation of that view version ended."""
+        start, end = as_utc(start, "--start"), as_utc(end, "--end") or datetime.now(UTC)
+        if incremental and start is not None:
+            raise InvalidInput("--incremental starts where the last materialisation ended; drop --start")
+        infos = self._batch_views(views)
+        store = self._online_store()
+        done = []
+        for info in infos:
+            rows = self._rows(info)
+            begin = start
+            if incremental:
+                last = self._last_materialization(info, store.url)
+                # Same sources: only the event-time window since the last run can change anything. New source
+                # versions may hold late rows of any event time: the latest per entity is recomputed (the store
+                # keeps the newer of what it has and what it gets, so nothing is ever rolled back).
+                if last is not None and last["source_versions"] == rows.source_versions:
+                    begin = _utc(last["end_ts"])
+            if begin is not None and begin >= end:
+                raise InvalidInput(f"nothing to materialise for {info.name!r}: the window starts at "
+                                   f"{begin.isoformat()}, not before its end {end.isoformat()}")
+            latest = latest_per_entity(info, rows.rows, begin, end)
+            written = 0
+            for keys, stamps, payloads in encoded_batches(info, latest):
+                written += store.write(namespace(info), keys, stamps, payloads)
+            record = {"view": info.name, "version": info.version, "start_ts": begin, "end_ts": end,
+                      "rows": latest.num_rows, "incremental": incremental, "source_versions": rows.source_versions,
+                      "store": store.url, "at": datetime.now(UTC), "by": self._user}
+            with self._db.transaction() as conn:
+                conn.execute(feature_materializations.insert().values(**record))
+                self._audit.record(conn, actor=self._user, action="features.materialize", target=info.ref,
+                                   details={"rows": latest.num_rows, "written": written, "end": end.isoformat()})
+            done.append({**record, "written": written})
+        return done
+
+    def _batch_views(self, views: Iterable[str] | None) -> list[FeatureViewInfo]:
+        latest = self.registry.latest()
+        if views is None or not list(views):
+            return [v for v in latest.values() if v.kind == "batch"]
+        out = []
+        for name in views:
+            info = self.get(name)
+            if info.kind != "batch":
+                raise InvalidInput(f"{name!r} is an on-demand view: it is computed at request time, not materialised")
+            out.append(info)
+        return out
+
+    def _last_materialization(self, info: FeatureViewInfo, store: str) -> dict[str, Any] | None:
+        with self._db.read() as conn:
+            found = conn.execute(sa.select(feature_materializations).where(
+                feature_materializations.c.view == info.name, feature_materializations.c.version == info.version,
+                feature_materializations.c.store == store).order_by(feature_materializations.c.id.desc())).first()
+        return None if found is None else dict(found._mapping)
+
+    def materializations(self, view: str) -> list[dict[str, Any]]:
+        with self._db.read() as conn:
+            rows = conn.execute(sa.select(feature_materializations).where(feature_materializations.c.view == view)
+                                .order_by(feature_materializations.c.id.desc())).all()
+        return [dict(r._mapping) for r in rows]
+
+    def online(self, features: list[str], entity_rows: list[dict[str, Any]], *,
+               full_names: bool = False) -> OnlineResult:
+        """The online value of each feature for each entity row, in the order asked, each with its status:
+        ``present``, ``missing`` (never materialised for that entity) or ``expired`` (older than the ttl)."""
+        if not isinstance(entity_rows, list) or not all(isinstance(r, dict) for r in entity_rows):
+            raise InvalidInput("entity_rows must be a list of {join key: value} objects")
+        views = self.registry.latest()
+        plan = resolve_features(list(features), views, full_names=full_names)
+        store, now = self._online_store(), datetime.now(UTC)
+        values: dict[str, list[Any]] = {}
+        statuses: dict[str, list[str]] = {}
+        stamps: dict[str, list[datetime | None]] = {}
+        for view, wanted in plan.batch.items():
+            info = views[view]
+            found = store.read(namespace(info), [entity_key(info, row) for row in entity_rows])
+            order = {f["name"]: i for i, f in enumerate(info.features)}
+            ttl = info.ttl
+            for _feature, column in wanted:
+                values[column], statuses[column], stamps[column] = [], [], []
+            for hit in found:
+                decoded = decode_value(hit[1], info) if hit is not None else None
+                at = None if hit is None else datetime.fromtimestamp(0, UTC) + timedelta(microseconds=hit[0])
+                expired = at is not None and ttl is not None and at < now - ttl
+                for feature, column in wanted:
+                    value = None if decoded is None or expired else decoded[order[feature]]
+                    values[column].append(value)
+                    statuses[column].append("missing" if decoded is None else "expired" if expired else "present")
+                    stamps[column].append(at)
+        if plan.on_demand:
+            frame = pd.DataFrame(entity_rows)
+            for column, column_values in values.items():
+                frame[column] = column_values
+            frame = run_on_demand(frame, plan, views, self._functions)
+            for wanted in plan.on_demand.values():
+                for _feature, column in wanted:
+                    values[column] = frame[column].tolist()
+                    statuses[column] = ["present"] * len(entity_rows)
+                    stamps[column] = [None] * len(entity_rows)
+        for hidden in plan.hidden:
+            values.pop(hidden, None), statuses.pop(hidden, None), stamps.pop(hidden, None)
+        return OnlineResult(entity_rows, plan.order, {c: values[c] for c in plan.order},
+                            {c: statuses[c] for c in plan.order}, {c: stamps[c] for c in plan.order})
+
+    def check_skew(self, view: str, *, sample: int = 1000, seed: int = 0) -> SkewReport:
+        """Online values against the offline point-in-time values at the last materialisation's end, for up to
+        ``sample`` entities (and a few that were never materialised): every difference is reported."""
+        info = self.get(view)
+        if info.kind != "batch":
+            raise InvalidInput(f"{view!r} is an on-demand view: nothing of it is stored online")
+        store = self._online_store()
+        runs = [m for m in self.materializations(info.name) if m["version"] == info.version and m["store"] == store.url]
+        if not runs:
+            raise InvalidInput(f"feature view {view!r} (version {info.version}) was never materialised to "
+                               f"{store.url}; run `keel features materialize {view}` first")
+        until = max(_utc(m["end_ts"]) for m in runs)
+        starts = [m["start_ts"] for m in runs]
+        since = None if any(s is None for s in starts) else min(_utc(s) for s in starts)
+        pins = {t: int(v) for t, v in runs[0]["source_versions"].items()}
+        rows = self._rows(info, pins).rows
+        ts = info.definition["timestamp"]
+        if since is not None:
+            rows = rows.filter(pc.greater_equal(rows[ts], pa.scalar(since, rows.schema.field(ts).type)))
+        keys = info.join_keys
+        distinct = rows.select(keys).group_by(keys).aggregate([])
+        chosen = sample_keys(list(range(distinct.num_rows)), sample, seed)
+        entities = distinct.take(pa.array(chosen, pa.int64())) if chosen else distinct.slice(0, 0)
+        absent = _absent_entities(distinct, keys, 3)
+        if absent is not None:
+            entities = pa.concat_tables([entities, absent.cast(entities.schema)])
+        at = pa.array([until - timedelta(microseconds=1)] * entities.num_rows, pa.timestamp("us", tz="UTC"))
+        probe = entities.append_column("__keel_at", at)
+        names = [f["name"] for f in info.features]
+        offline = point_in_time_join(probe, "__keel_at", [ViewInput(info.name, rows, keys, ts, [*names, ts],
+                                                                    [*names, "__keel_event_ts"])])
+        entity_rows = [{k: offline[k][i].as_py() for k in keys} for i in range(offline.num_rows)]
+        found = store.read(namespace(info), [entity_key(info, r) for r in entity_rows])
+        mismatches = []
+        for i, hit in enumerate(found):
+            online = decode_value(hit[1], info) if hit is not None else None
+            expected = [offline[n][i].as_py() for n in names]
+            if online is None and offline["__keel_event_ts"][i].as_py() is None:
+                continue  # neither side has the entity
+            if online is None or not all(equal(a, b) for a, b in zip(online, expected, strict=True)):
+                mismatches.append({"entity": entity_rows[i], "online": online, "offline": expected})
+        return SkewReport(info.name, info.version, until, len(found), mismatches)
+
+
+def _absent_entities(distinct: pa.Table, keys: list[str], n: int) -> pa.Table | None:
+    """A few entities that cannot exist in the view (integer keys past the largest; strings nobody uses)."""
+    columns = {}
+    for key in keys:
+        kind = distinct.schema.field(key).type
+        if pa.types.is_integer(kind):
+            top = pc.max(distinct[key]).as_py() if distinct.num_rows else 0
+            columns[key] = pa.array([(top or 0) + 1 + i for i in range(n)], kind)
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            columns[key] = pa.array([f"__keel_absent_{i}" for i in range(n)], kind)
+        else:
+            return None
+    return pa.table(columns)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _training_set(row: Any) -> TrainingSetInfo:

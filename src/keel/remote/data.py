@@ -75,14 +75,14 @@ class RemoteDataService:
     def split(self, ref: str | Ref, *, target: str, time_column: str | None = None, group: str | None = None,
               fractions: str | tuple[float, ...] = (0.7, 0.15, 0.15), gap: timedelta | str | None = None,
               name: str | None = None, seed: int = 42, dedupe: bool = False, allow_duplicates: bool = False,
-              reason: str | None = None) -> SplitInfo:
+              reason: str | None = None, ignore_for_duplicates: list[str] | None = None) -> SplitInfo:
         """Split a table version into train/validation/test on the server, without leakage."""
         if isinstance(gap, timedelta):
             gap = f"{gap.total_seconds()}s"
         body = {"table": str(ref), "target": target, "time_column": time_column, "group": group,
                 "fractions": fractions if isinstance(fractions, str) else ",".join(str(f) for f in fractions),
                 "gap": gap, "name": name, "seed": seed, "dedupe": dedupe, "allow_duplicates": allow_duplicates,
-                "reason": reason}
+                "reason": reason, "ignore_for_duplicates": ignore_for_duplicates}
         return decode(SplitInfo, self._client.post("/splits", body))
 
     # -- reading ----------------------------------------------------------------------------------------

@@ -88,13 +88,15 @@ class SplitRequest(BaseModel):
     dedupe: bool = False
     allow_duplicates: bool = False
     reason: str | None = None
+    ignore_for_duplicates: list[str] | None = Field(None, max_length=10_000)
 
 
 @router.post("/splits", status_code=201)
 def split(body: SplitRequest, ws: Workspace = WRITE) -> Any:
     return ws.data.split(body.table, target=body.target, time_column=body.time_column, group=body.group,
                          fractions=body.fractions, gap=body.gap, name=body.name, seed=body.seed, dedupe=body.dedupe,
-                         allow_duplicates=body.allow_duplicates, reason=body.reason)
+                         allow_duplicates=body.allow_duplicates, reason=body.reason,
+                         ignore_for_duplicates=body.ignore_for_duplicates)
 
 
 @router.get("/splits/{ref}")
