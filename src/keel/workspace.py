@@ -14,6 +14,7 @@ from keel.data.service import DataService
 from keel.errors import Conflict, InvalidInput, NotFound
 from keel.features.frames import FrameCache
 from keel.features.service import FeatureService
+from keel.features.shared import SharedState
 from keel.lineage import LineageService
 from keel.models.service import ModelService
 from keel.refs import parse_ref
@@ -52,8 +53,7 @@ class Workspace:
         self.artifacts = ArtifactStore(settings.artifacts_url, settings.storage_options)
         self.lineage = LineageService(self.db)
         self.audit = AuditLog(self.db)
-        self._feature_cache = FrameCache(settings.feature_cache_mb * 1024 * 1024)
-        self._feature_functions: dict[str, Any] = {}
+        self._features = SharedState(FrameCache(settings.feature_cache_mb * 1024 * 1024))
         self._online: list[OnlineStore] = []  # opened on first use, shared by every view of the workspace
         self._wire(settings.user)
 
@@ -61,7 +61,7 @@ class Workspace:
         """The capability services, acting as ``user``, over this workspace's stores."""
         self.data = DataService(self.db, self.tables, self.artifacts, self.lineage, self.audit, user)
         self.features = FeatureService(self.db, self.data, self.lineage, self.audit, user, self.settings.root,
-                                       self._feature_cache, self._feature_functions, self.online_store)
+                                       self._features, self.online_store)
         self.runs = RunService(self.db, self.artifacts, self.lineage, self.audit, user, self.canonical_ref,
                                self.settings.root, self.data, buffer)
         self.users = UserService(self.db, self.audit, user)
@@ -77,7 +77,7 @@ class Workspace:
         view.settings = self.settings.model_copy(update={"user": user})
         view.db, view.tables, view.artifacts = self.db, self.tables, self.artifacts
         view.lineage, view.audit = self.lineage, self.audit
-        view._feature_cache, view._feature_functions = self._feature_cache, self._feature_functions
+        view._features = self._features
         view._online = self._online
         view._wire(user, self.runs._buffer)
         view._view_of = self

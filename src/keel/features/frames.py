@@ -9,6 +9,7 @@ the same views costs only its join.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,13 +20,14 @@ import pandas as pd
 import pyarrow as pa
 
 from keel.data.service import DataService
-from keel.errors import InvalidInput, TransformFailed
+from keel.errors import InvalidInput, NotFound, TransformFailed
 from keel.features.definitions import resolve_function
 from keel.features.model import DTYPES, FeatureViewInfo
 from keel.features.pit import one_row_per_instant
 from keel.storage.tables import query_arrow
 
-__all__ = ["FrameCache", "ViewRows", "is_sql", "read_view_rows", "source_tables"]
+__all__ = ["FrameCache", "ViewRows", "check_shape", "conform", "is_sql", "read_view_rows", "source_tables",
+           "sql_tables"]
 
 UTC_US = pa.timestamp("us", tz="UTC")
 
@@ -65,13 +67,32 @@ def is_sql(source: str) -> bool:
 def source_tables(info: FeatureViewInfo) -> list[str]:
     """The keel tables a view's source reads (a SQL source may read several)."""
     source = info.definition["source"]
-    if not is_sql(source):
-        return [source]
-    try:
-        return sorted(duckdb.get_table_names(source))
-    except duckdb.Error as exc:
-        raise InvalidInput(f"feature view {info.name!r}: its source SQL does not parse: {str(exc).splitlines()[0]}") \
-            from None
+    return sql_tables(source, info.name) if is_sql(source) else [source]
+
+
+def sql_tables(sql: str, view: str) -> list[str]:
+    """The tables a query reads, from its parse tree (parsed, not bound: any valid query works), less the
+    names its CTEs define."""
+    tree = json.loads(duckdb.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    if tree.get("error"):
+        raise InvalidInput(f"feature view {view!r}: its source SQL does not parse: {tree.get('error_message')}")
+    tables: set[str] = set()
+    ctes: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "BASE_TABLE" and node.get("table_name"):
+                tables.add(node["table_name"])
+            for entry in (node.get("cte_map") or {}).get("map", []):
+                ctes.add(entry.get("key"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(tree["statements"])
+    return sorted(tables - ctes)
 
 
 def read_view_rows(info: FeatureViewInfo, data: DataService, functions: dict[str, Callable[..., Any]],
@@ -119,6 +140,28 @@ def _compute(info: FeatureViewInfo, definition: dict[str, Any], data: DataServic
 def _times(definition: dict[str, Any]) -> list[str]:
     created = definition.get("created_timestamp")
     return [definition["timestamp"], *([created] if created else [])]
+
+
+def check_shape(info: FeatureViewInfo, data: DataService) -> None:
+    """At apply: run the view's SQL (source and transform) on its tables with no rows, and check the result
+    has every declared column with a fitting type — the cheap way to refuse a broken view before it is stored.
+    A pandas transform is user code: it runs only when rows are computed."""
+    definition = info.definition
+    transform = definition.get("transform") or {}
+    if "pandas" in transform:
+        return
+    tables = {}
+    for table in source_tables(info):
+        try:
+            tables[_name(table)] = data.read_arrow(table, where="FALSE")
+        except NotFound as exc:
+            raise InvalidInput(f"feature view {info.name!r}: its source reads {table!r}, which is not a table: "
+                               f"{exc}") from None
+    source = definition["source"]
+    rows = _run_sql(info, source, tables, "source") if is_sql(source) else next(iter(tables.values()))
+    if "sql" in transform:
+        rows = _run_sql(info, transform["sql"], {"source": rows}, "transform")
+    conform(info, rows)
 
 
 def _needed(definition: dict[str, Any]) -> list[str]:

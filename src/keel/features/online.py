@@ -22,8 +22,8 @@ from keel.errors import InvalidInput
 from keel.features.model import FeatureViewInfo
 from keel.storage.tables import query_arrow
 
-__all__ = ["KEY_SEPARATOR", "OnlineResult", "SkewReport", "as_utc", "decode_value", "encoded_batches", "entity_key",
-           "equal", "latest_per_entity", "namespace", "sample_keys"]
+__all__ = ["KEY_SEPARATOR", "OnlineResult", "Serving", "SkewReport", "as_utc", "decode_value", "encoded_batches",
+           "entity_key", "equal", "latest_per_entity", "namespace", "sample_keys"]
 
 KEY_SEPARATOR = "\x1f"
 BATCH_ROWS = 10_000
@@ -81,6 +81,51 @@ def entity_key(info: FeatureViewInfo, row: dict[str, Any]) -> str:
             raise InvalidInput(f"join key {name!r} must be an integer or a string, not {value!r}")
         parts.append(str(int(value)) if isinstance(value, int | np.integer) else value)
     return KEY_SEPARATOR.join(parts)
+
+
+class Serving:
+    """What a lookup needs of a view version, computed once: namespace, join keys, ttl, feature positions."""
+
+    def __init__(self, info: FeatureViewInfo) -> None:
+        self.info, self.namespace, self.keys = info, namespace(info), info.join_keys
+        ttl = info.ttl
+        self.ttl_us = None if ttl is None else int(ttl / timedelta(microseconds=1))
+        self.position = {f["name"]: i for i, f in enumerate(info.features)}
+        self.timestamps = {f["name"] for f in info.features if f["dtype"] == "timestamp"}
+
+    def key(self, row: dict[str, Any]) -> str:
+        if len(self.keys) == 1:  # the common case, without building a list
+            value = row.get(self.keys[0], _ABSENT)
+            if type(value) is int:
+                return str(value)
+            if type(value) is str:
+                return value
+        return entity_key(self.info, row)
+
+    def lookup(self, store: Any, entity_rows: list[dict[str, Any]], wanted: list[tuple[str, str]], now_us: int,
+               values: dict[str, list[Any]], statuses: dict[str, list[str]],
+               stamps: dict[str, list[datetime | None]]) -> None:
+        """Read ``entity_rows`` once and fill each wanted column's values, statuses and event times: one
+        store read, one JSON parse for all rows, and a list comprehension per feature."""
+        found = store.read(self.namespace, [self.key(row) for row in entity_rows])
+        cutoff = None if self.ttl_us is None else now_us - self.ttl_us
+        status = ["missing" if h is None else "expired" if cutoff is not None and h[0] < cutoff else "present"
+                  for h in found]
+        present = [h[1] for h, s in zip(found, status, strict=True) if s == "present"]
+        decoded = iter(pydantic_core.from_json(b"[" + b",".join(present) + b"]", allow_inf_nan=True)) \
+            if present else iter(())
+        rows = [next(decoded) if s == "present" else None for s in status]
+        at = [None if h is None else _EPOCH + timedelta(microseconds=h[0]) for h in found]
+        for feature, column in wanted:
+            i = self.position[feature]
+            column_values = [None if row is None else row[i] for row in rows]
+            if feature in self.timestamps:
+                column_values = [None if v is None else _EPOCH + timedelta(microseconds=v) for v in column_values]
+            values[column], statuses[column], stamps[column] = column_values, status, at
+
+
+_ABSENT = object()
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 def decode_value(payload: bytes, info: FeatureViewInfo) -> list[Any]:

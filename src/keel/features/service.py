@@ -3,6 +3,7 @@ values, and say who consumes each feature. The CLI, REST API and UI call exactly
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from keel.data.service import DataService
 from keel.errors import InvalidInput, NotFound
 from keel.features.consumers import consumers_of, summary
 from keel.features.definitions import collect, entity_json, fingerprint, load_module, view_json
-from keel.features.frames import FrameCache, ViewRows, read_view_rows, source_tables
+from keel.features.frames import ViewRows, check_shape, read_view_rows, source_tables
 from keel.features.model import ApplyPlan, FeatureViewInfo, OnDemandFeatureView, TrainingSet, TrainingSetInfo
 from keel.features.online import (
     OnlineResult,
@@ -34,8 +35,10 @@ from keel.features.online import (
     sample_keys,
 )
 from keel.features.pit import ViewInput, point_in_time_join
+from keel.features.registry import Registry
 from keel.features.requests import resolve_features
-from keel.features.training import check_entities, frame_digest, join_features, run_on_demand
+from keel.features.shared import SharedState
+from keel.features.training import check_entities, check_key_types, frame_digest, join_features, run_on_demand
 from keel.lineage import Edge, LineageService
 from keel.refs import check_name, parse_ref
 from keel.storage.db import Database
@@ -47,12 +50,10 @@ __all__ = ["FeatureService"]
 
 class FeatureService:
     def __init__(self, db: Database, data: DataService, lineage: LineageService, audit: AuditLog, user: str,
-                 root: Path, cache: FrameCache, functions: dict[str, Callable[..., Any]],
-                 online_store: Callable[[], OnlineStore]) -> None:
-        from keel.features.registry import Registry
-
+                 root: Path, shared: SharedState, online_store: Callable[[], OnlineStore]) -> None:
         self._db, self._data, self._lineage, self._audit, self._user = db, data, lineage, audit, user
-        self._root, self._cache, self._functions, self._online_store = root, cache, functions, online_store
+        self._root, self._shared, self._online_store = root, shared, online_store
+        self._cache, self._functions = shared.frames, shared.functions
         self.registry = Registry(db, lineage, audit, user)
 
     # -- definitions ---------------------------------------------------------------------------------------
@@ -85,10 +86,13 @@ class FeatureService:
         latest = self.registry.latest(include_removed=True)
         active = {n for n, info in self.registry.latest().items()}
         added, changed, unchanged, to_store = [], [], [], []
-        for name, view in found.views.items():
-            definition = view_json(view, entities)
+        definitions = {name: view_json(view, entities) for name, view in found.views.items()}
+        known = {**{n: v.definition for n, v in self.registry.latest().items()}, **definitions}
+        for name, definition in definitions.items():
             if definition["kind"] == "batch":
                 self._check_source(definition)
+            else:
+                self._check_on_demand(definition, known)
             print_ = fingerprint(definition)
             known = latest.get(name)
             if known is not None and known.fingerprint == print_ and name in active:
@@ -103,31 +107,30 @@ class FeatureService:
             versions = {n: latest[n].version for n in unchanged}
             return ApplyPlan(added, changed, removed, unchanged, entities_added, entities_changed, versions, False)
         versions = self.registry.store(entity_rows, to_store, removed)
+        self._shared.changed()
         versions.update({n: latest[n].version for n in unchanged})
         return ApplyPlan(added, changed, removed, unchanged, entities_added, entities_changed, versions, True)
 
     def _check_source(self, definition: dict[str, Any]) -> None:
-        """A table source must exist and (without a transform) have every declared column."""
-        from keel.features.frames import is_sql
+        """The source must be readable and give every declared column with a fitting type (SQL is run on
+        the tables with no rows; a pandas transform only when rows are computed)."""
+        info = FeatureViewInfo(definition["name"], 0, "batch", definition, "", datetime.now(UTC), self._user)
+        check_shape(info, self._data)
 
-        source = definition["source"]
-        if is_sql(source):
-            return
-        try:
-            version = self._data.version(source)
-        except NotFound as exc:
-            raise InvalidInput(f"feature view {definition['name']!r}: its source {source!r} is not a table: {exc}") \
-                from None
-        if definition.get("transform"):
-            return
-        keys = [k for e in definition["entities"] for k in e["join_keys"]]
-        declared = [*keys, definition["timestamp"], *([definition["created_timestamp"]]
-                                                       if definition.get("created_timestamp") else []),
-                    *(f["name"] for f in definition["features"])]
-        missing = [c for c in declared if c not in version.schema]
-        if missing:
-            raise InvalidInput(f"feature view {definition['name']!r}: its source {version.ref} lacks declared "
-                               f"column(s) {', '.join(missing)}; it has {', '.join(version.schema)}")
+    def _check_on_demand(self, definition: dict[str, Any], views: dict[str, dict[str, Any]]) -> None:
+        """An on-demand view reads features of batch views that exist (applied now or before)."""
+        for source in definition["sources"]:
+            view, _, feature = source.partition(":")
+            found = views.get(view)
+            if found is None:
+                raise InvalidInput(f"on-demand view {definition['name']!r} reads {source}, but there is no feature "
+                                   f"view {view!r}")
+            if found["kind"] != "batch":
+                raise InvalidInput(f"on-demand view {definition['name']!r} reads {source}, another on-demand view; "
+                                   "read batch views only")
+            if feature not in [f["name"] for f in found["features"]]:
+                raise InvalidInput(f"on-demand view {definition['name']!r} reads {source}, but {view!r} has no "
+                                   f"feature {feature!r}")
 
     def _remember(self, view: Any) -> None:
         """Keep the functions applied in this process, so they need not be imported again."""
@@ -159,6 +162,8 @@ class FeatureService:
         """Each entity row with, per feature, the latest value at or before its timestamp and within the view's
         ttl (null otherwise). ``entities`` is a frame or a table ref; ``store`` keeps the result as table
         ``name`` (a new version of it) with the exact view and source versions used."""
+        if isinstance(features, str) or not isinstance(features, list | tuple):
+            raise InvalidInput(f"features must be a list of 'view:feature' names, e.g. [{features!r}]")
         views = self.registry.latest()
         plan = resolve_features(list(features), views, full_names=full_names)
         entity_table, entity_source = self._entity_rows(entities)
@@ -166,7 +171,14 @@ class FeatureService:
         entity_table = check_entities(entity_table, timestamp, keys)
         if label is not None and label not in entity_table.column_names:
             raise InvalidInput(f"label {label!r} is not a column of the entity rows")
+        clash = [c for c in plan.order if c in entity_table.column_names]
+        if clash:
+            raise InvalidInput(f"the entity rows already have column(s) {', '.join(clash)}, the name(s) of requested "
+                               "features; rename them, or ask with full_names=True (columns view__feature)")
+        if store and entity_table.num_rows == 0:
+            raise InvalidInput("the entity rows are empty: a stored training set needs at least one row")
         rows = {view: self._rows(views[view]) for view in plan.batch}
+        check_key_types(entity_table, [views[v] for v in plan.batch], rows)
         joined = join_features(entity_table, timestamp, plan, rows)
         if plan.on_demand or plan.hidden:
             frame = run_on_demand(joined.to_pandas(), plan, views, self._functions)
@@ -194,9 +206,12 @@ class FeatureService:
                rows: dict[str, ViewRows], features: list[str], label: str | None, timestamp: str,
                entity_source: str) -> TrainingSetInfo:
         name = check_name(name or f"{'_'.join(sorted(used))}_training", "training set name")
+        if self._data.catalog.dataset(name) is not None and not self.training_sets(name):
+            raise InvalidInput(f"table {name!r} exists and is not a training set; name the training set otherwise")
         keys = self._data.catalog.dataset(entity_source[6:].split("@")[0]).key_columns \
             if entity_source.startswith("table:") else None  # the entity table's keys stay keys
-        result = self._data.ingest(table, name, mode="overwrite", key=keys or None, reason="training set")
+        result = self._data.ingest(table, name, mode="overwrite", key=keys or None, schema_change="overwrite",
+                                   reason="training set")
         version = result.version
         view_versions = {v: views[v].version for v in used}
         source_versions = {t: n for r in rows.values() for t, n in r.source_versions.items()}
@@ -352,28 +367,15 @@ class FeatureService:
         ``present``, ``missing`` (never materialised for that entity) or ``expired`` (older than the ttl)."""
         if not isinstance(entity_rows, list) or not all(isinstance(r, dict) for r in entity_rows):
             raise InvalidInput("entity_rows must be a list of {join key: value} objects")
-        views = self.registry.latest()
-        plan = resolve_features(list(features), views, full_names=full_names)
-        store, now = self._online_store(), datetime.now(UTC)
+        views = self._shared.latest(self.registry.latest)
+        plan = self._shared.plan(tuple(features), full_names, views)
+        store = self._online_store()
+        now_us = int(time.time() * 1_000_000)
         values: dict[str, list[Any]] = {}
         statuses: dict[str, list[str]] = {}
         stamps: dict[str, list[datetime | None]] = {}
         for view, wanted in plan.batch.items():
-            info = views[view]
-            found = store.read(namespace(info), [entity_key(info, row) for row in entity_rows])
-            order = {f["name"]: i for i, f in enumerate(info.features)}
-            ttl = info.ttl
-            for _feature, column in wanted:
-                values[column], statuses[column], stamps[column] = [], [], []
-            for hit in found:
-                decoded = decode_value(hit[1], info) if hit is not None else None
-                at = None if hit is None else datetime.fromtimestamp(0, UTC) + timedelta(microseconds=hit[0])
-                expired = at is not None and ttl is not None and at < now - ttl
-                for feature, column in wanted:
-                    value = None if decoded is None or expired else decoded[order[feature]]
-                    values[column].append(value)
-                    statuses[column].append("missing" if decoded is None else "expired" if expired else "present")
-                    stamps[column].append(at)
+            self._shared.serving(views[view]).lookup(store, entity_rows, wanted, now_us, values, statuses, stamps)
         if plan.on_demand:
             frame = pd.DataFrame(entity_rows)
             for column, column_values in values.items():

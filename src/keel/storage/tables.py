@@ -29,7 +29,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from keel.errors import InvalidInput, NotFound, StorageError
 from keel.storage.artifacts import safe_join
 
-__all__ = ["Commit", "TableStore", "TransactionExists", "query_arrow"]
+__all__ = ["Commit", "TableStore", "TransactionExists", "query_arrow", "utc_labels"]
 
 WriteMode = Literal["append", "overwrite"]
 COMMIT_ID = "keel.commit_id"
@@ -264,12 +264,22 @@ def query_arrow(sql: str, **sources: Any) -> pa.Table:
     for key, value in sources.items():
         con.register(key, value)
     try:
-        return con.sql(sql).to_arrow_table()
+        return utc_labels(con.sql(sql).to_arrow_table())
     except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException) as exc:
         raise InvalidInput(f"invalid filter or query: {str(exc).splitlines()[0]}") from None
     finally:
         for key in sources:
             con.unregister(key)
+
+
+def utc_labels(table: pa.Table) -> pa.Table:
+    """DuckDB labels zoned timestamps with the process's local time zone (its TimeZone setting, which needs the
+    ICU extension to change); keel's are UTC. Relabelling is free: the stored instants are the same."""
+    fields = [pa.field(f.name, pa.timestamp(f.type.unit, tz="UTC"), f.nullable, f.metadata)
+              if pa.types.is_timestamp(f.type) and f.type.tz is not None and f.type.tz != "UTC" else f
+              for f in table.schema]
+    schema = pa.schema(fields, metadata=table.schema.metadata)
+    return table if schema.equals(table.schema) else table.cast(schema)
 
 
 def _quote(column: str) -> str:
