@@ -5,9 +5,12 @@ Nothing else constructs stores; every surface (SDK, CLI, REST, UI) goes through 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url as sa_make_url
 
 from keel.audit import AuditLog
 from keel.data.service import DataService
@@ -53,7 +56,7 @@ class Workspace:
         self.artifacts = ArtifactStore(settings.artifacts_url, settings.storage_options)
         self.lineage = LineageService(self.db)
         self.audit = AuditLog(self.db)
-        self._features = SharedState(FrameCache(settings.feature_cache_mb * 1024 * 1024))
+        self._features = SharedState(FrameCache(settings.feature_cache_mb * 1024 * 1024), _registry_id(self.db.url))
         self._online: list[OnlineStore] = []  # opened on first use, shared by every view of the workspace
         self._wire(settings.user)
 
@@ -133,6 +136,13 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
+
+
+def _registry_id(metadata_url: str) -> str:
+    """A short, stable name for the metadata store (without its credentials): the online store keeps each
+    registry's rows apart, so workspaces may share one Redis."""
+    url = sa_make_url(metadata_url).render_as_string(hide_password=True) if "://" in metadata_url else metadata_url
+    return hashlib.sha256(url.encode()).hexdigest()[:12]
 
 
 def init(path: str | Path = ".", *, exist_ok: bool = False, **settings: Any) -> Workspace:

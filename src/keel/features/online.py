@@ -30,8 +30,10 @@ BATCH_ROWS = 10_000
 STATUSES = ("present", "missing", "expired")
 
 
-def namespace(info: FeatureViewInfo) -> str:
-    return f"{info.name}@{info.version}"
+def namespace(info: FeatureViewInfo, registry: str) -> str:
+    """Where a view version's rows live online: per registry (one online store may serve several workspaces),
+    per view version (a changed definition never reads rows of another)."""
+    return f"{registry}/{info.name}@{info.version}"
 
 
 def latest_per_entity(info: FeatureViewInfo, rows: pa.Table, start: datetime | None, end: datetime) -> pa.Table:
@@ -86,8 +88,8 @@ def entity_key(info: FeatureViewInfo, row: dict[str, Any]) -> str:
 class Serving:
     """What a lookup needs of a view version, computed once: namespace, join keys, ttl, feature positions."""
 
-    def __init__(self, info: FeatureViewInfo) -> None:
-        self.info, self.namespace, self.keys = info, namespace(info), info.join_keys
+    def __init__(self, info: FeatureViewInfo, registry: str) -> None:
+        self.info, self.namespace, self.keys = info, namespace(info, registry), info.join_keys
         ttl = info.ttl
         self.ttl_us = None if ttl is None else int(ttl / timedelta(microseconds=1))
         self.position = {f["name"]: i for i, f in enumerate(info.features)}

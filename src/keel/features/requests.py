@@ -24,6 +24,11 @@ class Requested:
     def views(self) -> list[str]:
         return [*self.batch, *self.on_demand]
 
+    def column_of(self, source: str) -> str:
+        """The column a batch feature (``view:feature``) was fetched into."""
+        view, _, feature = source.partition(":")
+        return next(column for name, column in self.batch[view] if name == feature)
+
 
 def resolve_features(features: list[str], views: dict[str, FeatureViewInfo], *, full_names: bool = False) -> Requested:
     if not features:

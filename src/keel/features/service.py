@@ -87,12 +87,12 @@ class FeatureService:
         active = {n for n, info in self.registry.latest().items()}
         added, changed, unchanged, to_store = [], [], [], []
         definitions = {name: view_json(view, entities) for name, view in found.views.items()}
-        known = {**{n: v.definition for n, v in self.registry.latest().items()}, **definitions}
+        readable = {**{n: v.definition for n, v in self.registry.latest().items()}, **definitions}
         for name, definition in definitions.items():
             if definition["kind"] == "batch":
                 self._check_source(definition)
             else:
-                self._check_on_demand(definition, known)
+                self._check_on_demand(definition, readable)
             print_ = fingerprint(definition)
             known = latest.get(name)
             if known is not None and known.fingerprint == print_ and name in active:
@@ -325,7 +325,7 @@ class FeatureService:
             latest = latest_per_entity(info, rows.rows, begin, end)
             written = 0
             for keys, stamps, payloads in encoded_batches(info, latest):
-                written += store.write(namespace(info), keys, stamps, payloads)
+                written += store.write(namespace(info, self._shared.registry), keys, stamps, payloads)
             record = {"view": info.name, "version": info.version, "start_ts": begin, "end_ts": end,
                       "rows": latest.num_rows, "incremental": incremental, "source_versions": rows.source_versions,
                       "store": store.url, "at": datetime.now(UTC), "by": self._user}
@@ -381,11 +381,14 @@ class FeatureService:
             for column, column_values in values.items():
                 frame[column] = column_values
             frame = run_on_demand(frame, plan, views, self._functions)
-            for wanted in plan.on_demand.values():
-                for _feature, column in wanted:
-                    values[column] = frame[column].tolist()
-                    statuses[column] = ["present"] * len(entity_rows)
-                    stamps[column] = [None] * len(entity_rows)
+            for view, wanted in plan.on_demand.items():
+                status = _combined_status([statuses[plan.column_of(source)] for source in
+                                           views[view].definition["sources"]], len(entity_rows))
+                for _feature, column in wanted:  # a value computed from a missing or expired input is that too
+                    values[column] = [v if s == "present" else None for v, s in
+                                      zip(frame[column].astype(object).where(frame[column].notna(), None), status,
+                                          strict=True)]
+                    statuses[column], stamps[column] = status, [None] * len(entity_rows)
         for hidden in plan.hidden:
             values.pop(hidden, None), statuses.pop(hidden, None), stamps.pop(hidden, None)
         return OnlineResult(entity_rows, plan.order, {c: values[c] for c in plan.order},
@@ -423,7 +426,7 @@ class FeatureService:
         offline = point_in_time_join(probe, "__keel_at", [ViewInput(info.name, rows, keys, ts, [*names, ts],
                                                                     [*names, "__keel_event_ts"])])
         entity_rows = [{k: offline[k][i].as_py() for k in keys} for i in range(offline.num_rows)]
-        found = store.read(namespace(info), [entity_key(info, r) for r in entity_rows])
+        found = store.read(namespace(info, self._shared.registry), [entity_key(info, r) for r in entity_rows])
         mismatches = []
         for i, hit in enumerate(found):
             online = decode_value(hit[1], info) if hit is not None else None
@@ -433,6 +436,12 @@ class FeatureService:
             if online is None or not all(equal(a, b) for a, b in zip(online, expected, strict=True)):
                 mismatches.append({"entity": entity_rows[i], "online": online, "offline": expected})
         return SkewReport(info.name, info.version, until, len(found), mismatches)
+
+
+def _combined_status(sources: list[list[str]], n: int) -> list[str]:
+    """Per row, the worst of its inputs' statuses: missing, then expired, then present."""
+    rank = {"present": 0, "expired": 1, "missing": 2}
+    return [max((s[i] for s in sources), key=rank.__getitem__, default="present") for i in range(n)]
 
 
 def _absent_entities(distinct: pa.Table, keys: list[str], n: int) -> pa.Table | None:

@@ -22,8 +22,8 @@ __all__ = ["SharedState"]
 
 
 class SharedState:
-    def __init__(self, frames: FrameCache, ttl: float = 1.0) -> None:
-        self.frames, self.ttl = frames, ttl
+    def __init__(self, frames: FrameCache, registry: str, ttl: float = 1.0) -> None:
+        self.frames, self.registry, self.ttl = frames, registry, ttl
         self.functions: dict[str, Callable[..., Any]] = {}
         self._latest: dict[str, FeatureViewInfo] | None = None
         self._loaded_at = 0.0
@@ -52,7 +52,7 @@ class SharedState:
     def serving(self, info: FeatureViewInfo) -> Serving:
         found = self._serving.get((info.name, info.version))
         if found is None:
-            found = self._serving[(info.name, info.version)] = Serving(info)
+            found = self._serving[(info.name, info.version)] = Serving(info, self.registry)
         return found
 
     def changed(self) -> None:
