@@ -368,7 +368,7 @@ def test_demo(tmp_path: Path) -> None:
     assert "done" in out
     with keel.open(tmp_path / "demo") as ws:
         assert ws.data.history("listings") and ws.data.history("listings__quarantine")
-        assert ws.data.split_info("listings-split").table == "listings"
+        assert ws.data.split_info("listings-split").table == "price_training"  # the point-in-time training set
 
 
 # -- the error convention -------------------------------------------------------------------------

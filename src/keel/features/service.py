@@ -359,7 +359,7 @@ class FeatureService:
         with self._db.read() as conn:
             rows = conn.execute(sa.select(feature_materializations).where(feature_materializations.c.view == view)
                                 .order_by(feature_materializations.c.id.desc())).all()
-        return [dict(r._mapping) for r in rows]
+        return [{str(k): v for k, v in r._mapping.items()} for r in rows]
 
     def online(self, features: list[str], entity_rows: list[dict[str, Any]], *,
                full_names: bool = False) -> OnlineResult:

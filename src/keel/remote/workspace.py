@@ -1,7 +1,7 @@
 """RemoteWorkspace: ``keel.open("http://host:8080", token=...)`` — a workspace whose services talk to a server.
 
-It offers the embedded Workspace's services under the same names (``ws.data``, ``ws.runs``, ``ws.models``,
-``ws.lineage``, ``ws.audit``, ``ws.users``, ``ws.tokens``), with the same methods and return types for
+It offers the embedded Workspace's services under the same names (``ws.data``, ``ws.features``, ``ws.runs``,
+``ws.models``, ``ws.lineage``, ``ws.audit``, ``ws.users``, ``ws.tokens``), with the same methods and return types for
 what the server exposes, so the same user code runs embedded and remote. Every request acts as the
 user the token names; the server enforces that user's role.
 """
@@ -16,6 +16,7 @@ from keel.errors import InvalidInput
 from keel.remote.admin import RemoteAudit, RemoteLineage, RemoteTokens, RemoteUsers
 from keel.remote.client import Client
 from keel.remote.data import RemoteDataService
+from keel.remote.features import RemoteFeatureService
 from keel.remote.models import RemoteModelService
 from keel.remote.runs import RemoteRunService
 
@@ -34,6 +35,7 @@ class RemoteWorkspace:
         self.url = url.rstrip("/")
         self._client = Client(self.url, token, timeout=timeout, event_hooks=event_hooks)
         self.data = RemoteDataService(self._client)
+        self.features = RemoteFeatureService(self._client, self.data)
         self.runs = RemoteRunService(self._client, max_points=max_points, interval_s=flush_interval_s)
         self.models = RemoteModelService(self._client, self.runs)
         self.runs.model_logger = self.models.log_model
