@@ -594,3 +594,21 @@ def test_unknown_features_are_refused_before_anything_is_stored(fws: keel.Worksp
         fws.features.training_set(entity_rows(), ["stats:trips", "stats:nope"], name="never")
     assert {t.name for t in fws.data.tables()} == before
     assert fws.features.training_sets() == []
+
+
+def test_a_training_set_larger_than_a_chunk_is_written_chunk_by_chunk(fws: keel.Workspace,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bounded memory: the entity rows are joined and written a chunk at a time, into one table version, and
+    the rows are exactly those of one join over all of them."""
+    import keel.features.service as service
+
+    entities = entity_rows(50, seed=3)
+    whole = fws.features.training_set(entities, ["stats:trips", "stats:rating"], label="label", store=False)
+    monkeypatch.setattr(service, "CHUNK_ROWS", 7)
+    chunked = fws.features.training_set(entities, ["stats:trips", "stats:rating"], label="label", name="chunked")
+    assert chunked.info is not None and chunked.info.rows == 50 == chunked.num_rows
+    assert [v.version for v in fws.data.history("chunked")] == [chunked.info.version]  # one commit
+    assert chunked.to_arrow().equals(whole.to_arrow())
+    assert fws.features.reproduce(chunked.ref).to_arrow().equals(whole.to_arrow())
+    small = fws.features.training_set(entities, ["stats:trips"], store=False)  # not stored: chunks joined up
+    assert small.to_arrow().equals(whole.to_arrow().drop_columns(["rating"]))

@@ -11,7 +11,10 @@ more than half of writing them, and most versions (every small append) are never
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +46,7 @@ from keel.data.quarantine import Quarantine
 from keel.data.readers import SourceFile, read_source_file, write_file
 from keel.data.schemas import SchemaChange, align_to_table, reserved_columns
 from keel.data.splits import parse_fractions, plan_split
-from keel.data.writer import Batch, TableWriter
+from keel.data.writer import Batch, TableWriter, stage_batches
 from keel.errors import InvalidInput, NotFound, ValidationFailed
 from keel.lineage import Edge, LineageService
 from keel.logs import get_logger
@@ -168,6 +171,30 @@ class DataService:
                             rows_quarantined=rows - good.num_rows,
                             quarantine_version=quarantined.version if quarantined else None,
                             report=batch.check.report if batch.check else None)
+
+    def write_batches(self, batches: Iterable[pa.Table | pa.RecordBatch], table: str, *,
+                      mode: Literal["append", "overwrite"] = "append", key: list[str] | None = None,
+                      schema_change: SchemaChange | None = None, source_name: str = "stream",
+                      reason: str | None = None) -> TableVersion:
+        """Commit a stream of batches as one new version of ``table``, holding one batch in memory at a time
+        (they are staged in a local Parquet file first). For keel's own results (training sets); files
+        from outside go through ``ingest``, which checks them against a contract."""
+        check_name(table, "table name")
+        _choice("mode", mode, ("append", "overwrite"))
+        info = self.catalog.dataset(table)
+        if info is None:
+            self.catalog.ensure_dataset(table, partition_by=[], time_column=None, key_columns=key or [],
+                                        user=self._user)
+        latest = self.catalog.latest(table) if info else None
+        with tempfile.TemporaryDirectory(prefix="keel-stream-") as folder:
+            staged = stage_batches(_checked(batches), os.path.join(folder, "rows.parquet"),
+                                   lambda n: self.catalog.allocate_row_ids(table, n), source_name)
+            data_schema = pa.schema([f for f in staged.schema if f.name != ROW_ID])
+            _, schema_mode = align_to_table(data_schema.empty_table(), latest.schema if latest else None, mode=mode,
+                                            schema_change=schema_change, table=table)
+            operation = "append-add-columns" if schema_mode == "merge" else mode
+            return self._writer.commit_staged(table, staged, mode=mode, schema_mode=schema_mode,
+                                              operation=operation, latest=latest, audit_reason=reason)
 
     def set_contract(self, table: str, contract: Contract | dict | str | Path) -> int:
         """Store a new contract version for ``table`` (a no-op when it is unchanged)."""
@@ -436,6 +463,13 @@ def _read_source(source: Source, fmt: str | None) -> SourceFile:
     if table.num_rows == 0:
         raise InvalidInput("the data has no rows; nothing to ingest")
     return SourceFile(f"{type(source).__name__.lower()}", "", table)  # hashed with the batch, in _commit
+
+
+def _checked(batches: Iterable[pa.Table | pa.RecordBatch]) -> Iterable[pa.Table]:
+    for batch in batches:
+        table = unify_strings(batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch]))
+        reserved_columns(table)
+        yield table
 
 
 def _table_ref(ref: str | Ref) -> Ref:

@@ -168,9 +168,12 @@ class TrainingSetInfo:
 
 
 class TrainingSet:
-    """A computed training set: its rows (``to_pandas``, ``to_arrow``) and, when stored, its record."""
+    """A computed training set: its rows (``to_pandas``, ``to_arrow``) and, when stored, its record.
 
-    def __init__(self, table: pa.Table, info: TrainingSetInfo | None, features: list[str], label: str | None) -> None:
+    A large stored one is not held in memory: its rows are read from its table when asked for."""
+
+    def __init__(self, table: pa.Table | Callable[[], pa.Table], info: TrainingSetInfo | None, features: list[str],
+                 label: str | None) -> None:
         self._table, self.info, self.features, self.label = table, info, features, label
 
     @property
@@ -184,9 +187,11 @@ class TrainingSet:
 
     @property
     def num_rows(self) -> int:
-        return self._table.num_rows
+        return self.info.rows if self.info is not None else self.to_arrow().num_rows
 
     def to_arrow(self) -> pa.Table:
+        if callable(self._table):
+            return self._table()
         return self._table
 
     def to_pandas(self) -> pd.DataFrame:

@@ -45,7 +45,9 @@ from keel.storage.db import Database
 from keel.storage.online import OnlineStore
 from keel.storage.schema import feature_materializations, training_sets
 
-__all__ = ["FeatureService"]
+__all__ = ["CHUNK_ROWS", "FeatureService"]
+
+CHUNK_ROWS = 250_000  # entity rows joined (and written) at a time: a training set's memory is one chunk
 
 
 class FeatureService:
@@ -179,15 +181,27 @@ class FeatureService:
             raise InvalidInput("the entity rows are empty: a stored training set needs at least one row")
         rows = {view: self._rows(views[view]) for view in plan.batch}
         check_key_types(entity_table, [views[v] for v in plan.batch], rows)
-        joined = join_features(entity_table, timestamp, plan, rows)
-        if plan.on_demand or plan.hidden:
-            frame = run_on_demand(joined.to_pandas(), plan, views, self._functions)
-            joined = pa.Table.from_pandas(frame, preserve_index=False)
+
+        def joined(part: pa.Table) -> pa.Table:
+            out = join_features(part, timestamp, plan, rows)
+            if plan.on_demand or plan.hidden:
+                out = pa.Table.from_pandas(run_on_demand(out.to_pandas(), plan, views, self._functions),
+                                           preserve_index=False)
+            return out
+
         qualified = [f"{view}:{feature}" for view, wanted in [*plan.batch.items(), *plan.on_demand.items()]
                      for feature, column in wanted if column not in plan.hidden]
-        info = self._store(joined, name, plan.views, views, rows, qualified, label, timestamp, entity_source) \
-            if store else None
-        return TrainingSet(joined, info, list(features), label)
+        if entity_table.num_rows <= CHUNK_ROWS:
+            table = joined(entity_table)
+            info = self._store([table], name, plan.views, views, rows, qualified, label, timestamp,
+                               entity_source) if store else None
+            return TrainingSet(table, info, list(features), label)
+        chunks = (joined(entity_table.slice(start, CHUNK_ROWS))
+                  for start in range(0, entity_table.num_rows, CHUNK_ROWS))
+        if not store:
+            return TrainingSet(pa.concat_tables(chunks), None, list(features), label)
+        info = self._store(chunks, name, plan.views, views, rows, qualified, label, timestamp, entity_source)
+        return TrainingSet(lambda: self._data.read_arrow(f"{info.table}@{info.version}"), info, list(features), label)
 
     def _rows(self, info: FeatureViewInfo, pins: dict[str, int] | None = None) -> ViewRows:
         return read_view_rows(info, self._data, self._functions, self._cache, pins)
@@ -202,21 +216,23 @@ class FeatureService:
             raise InvalidInput("entity rows are a pandas DataFrame, a pyarrow Table or a table ref")
         return entities, f"frame:{frame_digest(entities)}"
 
-    def _store(self, table: pa.Table, name: str | None, used: list[str], views: dict[str, FeatureViewInfo],
-               rows: dict[str, ViewRows], features: list[str], label: str | None, timestamp: str,
-               entity_source: str) -> TrainingSetInfo:
+    def _store(self, batches: Iterable[pa.Table], name: str | None, used: list[str],
+               views: dict[str, FeatureViewInfo], rows: dict[str, ViewRows], features: list[str], label: str | None,
+               timestamp: str, entity_source: str) -> TrainingSetInfo:
+        """Write the rows (a chunk at a time: one chunk in memory) as a new version of table ``name``, and
+        record exactly what they were computed from."""
         name = check_name(name or f"{'_'.join(sorted(used))}_training", "training set name")
         if self._data.catalog.dataset(name) is not None and not self.training_sets(name):
             raise InvalidInput(f"table {name!r} exists and is not a training set; name the training set otherwise")
         keys = self._data.catalog.dataset(entity_source[6:].split("@")[0]).key_columns \
             if entity_source.startswith("table:") else None  # the entity table's keys stay keys
-        result = self._data.ingest(table, name, mode="overwrite", key=keys or None, schema_change="overwrite",
-                                   reason="training set")
-        version = result.version
+        version = self._data.write_batches(batches, name, mode="overwrite", key=keys or None,
+                                           schema_change="overwrite", source_name="training set",
+                                           reason="training set")
         view_versions = {v: views[v].version for v in used}
         source_versions = {t: n for r in rows.values() for t, n in r.source_versions.items()}
         info = TrainingSetInfo(name, version.version, version.table, features, label, timestamp, entity_source,
-                               view_versions, source_versions, table.num_rows, datetime.now(UTC), self._user)
+                               view_versions, source_versions, version.row_count, datetime.now(UTC), self._user)
         edges = [Edge(views[v].ref, info.ref, "features") for v in used]
         edges += [Edge(f"table:{t}@{n}", info.ref, "source") for t, n in source_versions.items()]
         edges.append(Edge(info.ref, version.ref, "stored_as"))

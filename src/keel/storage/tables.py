@@ -14,7 +14,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -78,7 +78,7 @@ class TableStore:
     def write(
         self,
         name: str,
-        data: pa.Table,
+        data: pa.Table | Callable[[], pa.RecordBatchReader],
         *,
         mode: WriteMode,
         partition_by: list[str] | None = None,
@@ -87,6 +87,9 @@ class TableStore:
         app_id: str | None = None,
     ) -> Commit:
         """Commit ``data`` as exactly one new version and return which version that was.
+
+        ``data`` is a table, or a function giving a RecordBatchReader (called again if a commit is retried),
+        so a table of any size is written a batch at a time.
 
         The version comes from the handle the write advanced (never from ``history()``, whose numbering
         is relative to a snapshot and drifts under concurrent writers). Two writers creating the same
@@ -103,7 +106,7 @@ class TableStore:
         try:
             if not self.exists(name):
                 try:
-                    write_deltalake(self.location(name), data, **options)
+                    write_deltalake(self.location(name), _readable(data), **options)
                     version = self._locate(name, commit_id)  # 0, unless another writer created it first
                 except DeltaError:
                     if not self.exists(name):
@@ -131,13 +134,14 @@ class TableStore:
                 return version
         raise StorageError(f"commit {commit_id} is missing from the Delta log of table {name!r}")
 
-    def _write_existing(self, name: str, data: pa.Table, options: dict[str, Any], app_id: str | None) -> int:
+    def _write_existing(self, name: str, data: pa.Table | Callable[[], pa.RecordBatchReader], options: dict[str, Any],
+                        app_id: str | None) -> int:
         """Write through the kept handle; on a commit conflict (e.g. a concurrent metadata change that
         delta-rs does not retry itself), refresh and try again: a failed commit wrote nothing."""
         handle = self._cache().get(name) or self.latest(name)  # a stale snapshot is fine: delta-rs rebases
         for attempt in range(COMMIT_ATTEMPTS):
             try:
-                write_deltalake(handle, data, **options)
+                write_deltalake(handle, _readable(data), **options)
                 return handle.version()
             except CommitFailedError:
                 if attempt == COMMIT_ATTEMPTS - 1 or (app_id and self.has_transaction(name, app_id)):
@@ -270,6 +274,10 @@ def query_arrow(sql: str, **sources: Any) -> pa.Table:
     finally:
         for key in sources:
             con.unregister(key)
+
+
+def _readable(data: pa.Table | Callable[[], pa.RecordBatchReader]) -> pa.Table | pa.RecordBatchReader:
+    return data() if callable(data) else data
 
 
 def utc_labels(table: pa.Table) -> pa.Table:
