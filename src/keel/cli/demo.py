@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from keel.cli.context import console
-from keel.demo.scenario import run_demo
 
 
 def demo(
@@ -20,6 +19,8 @@ def demo(
                                      "(default: when run in a terminal)."),
 ) -> None:
     """Run the demo scenario (data, models, registry), then serve it so the UI can show it."""
+    from keel.demo.scenario import run_demo  # scikit-learn and friends: only the demo pays for importing them
+
     run_demo(path, console=console, rows_per_month=rows_per_month)
     if server is None:
         server = sys.stdin.isatty() and sys.stdout.isatty()
