@@ -282,12 +282,15 @@ def _readable(data: pa.Table | Callable[[], pa.RecordBatchReader]) -> pa.Table |
 
 def utc_labels(table: pa.Table) -> pa.Table:
     """DuckDB labels zoned timestamps with the process's local time zone (its TimeZone setting, which needs the
-    ICU extension to change); keel's are UTC. Relabelling is free: the stored instants are the same."""
-    fields = [pa.field(f.name, pa.timestamp(f.type.unit, tz="UTC"), f.nullable, f.metadata)
-              if pa.types.is_timestamp(f.type) and f.type.tz is not None and f.type.tz != "UTC" else f
-              for f in table.schema]
-    schema = pa.schema(fields, metadata=table.schema.metadata)
-    return table if schema.equals(table.schema) else table.cast(schema)
+    ICU extension to change); keel's are UTC. Relabelling is free: the stored instants are the same, and only
+    the zoned timestamp columns are touched."""
+    for index, field in enumerate(table.schema):
+        kind = field.type
+        if pa.types.is_timestamp(kind) and kind.tz is not None and kind.tz != "UTC":
+            utc = pa.timestamp(kind.unit, tz="UTC")
+            table = table.set_column(index, pa.field(field.name, utc, field.nullable, field.metadata),
+                                     table.column(index).cast(utc))
+    return table
 
 
 def _quote(column: str) -> str:
