@@ -9,6 +9,7 @@ the same views costs only its join.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import OrderedDict
@@ -73,9 +74,19 @@ def source_tables(info: FeatureViewInfo) -> list[str]:
 def sql_tables(sql: str, view: str) -> list[str]:
     """The tables a query reads, from its parse tree (parsed, not bound: any valid query works), less the
     names its CTEs define."""
-    tree = json.loads(duckdb.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    found = _parsed_tables(sql)
+    if isinstance(found, str):
+        raise InvalidInput(f"feature view {view!r}: its source SQL does not parse: {found}")
+    return list(found)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_tables(sql: str) -> tuple[str, ...] | str:
+    """A query's tables (or the parser's message): parsed once per text, not on every training set."""
+    with duckdb.connect() as con:  # its own connection: the module's default one is shared by every thread
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
     if tree.get("error"):
-        raise InvalidInput(f"feature view {view!r}: its source SQL does not parse: {tree.get('error_message')}")
+        return str(tree.get("error_message"))
     tables: set[str] = set()
     ctes: set[str] = set()
 
@@ -92,7 +103,7 @@ def sql_tables(sql: str, view: str) -> list[str]:
                 walk(value)
 
     walk(tree["statements"])
-    return sorted(tables - ctes)
+    return tuple(sorted(tables - ctes))
 
 
 def read_view_rows(info: FeatureViewInfo, data: DataService, functions: dict[str, Callable[..., Any]],

@@ -56,12 +56,12 @@ def encoded_batches(info: FeatureViewInfo, latest: pa.Table) -> Iterator[tuple[l
                                "integers or strings")
     key_sql = " || chr(31) || ".join(f'CAST("{k}" AS VARCHAR)' for k in keys)
     values = " || ',' || ".join(_json_value(f) for f in info.features)
-    sql = f"SELECT {key_sql} AS k, epoch_us(\"{ts}\") AS t, '[' || {values} || ']' AS v FROM src"
+    sql = f"SELECT {key_sql} AS k, epoch_us(\"{ts}\") AS t, encode('[' || {values} || ']') AS v FROM src"
     encoded = query_arrow(sql, src=latest)
     for offset in range(0, encoded.num_rows, BATCH_ROWS):
         part = encoded.slice(offset, BATCH_ROWS)
         yield (part["k"].to_pylist(), part["t"].to_numpy(zero_copy_only=False).astype(np.int64),
-               [v.encode() for v in part["v"].to_pylist()])
+               part["v"].to_pylist())  # BLOBs: bytes already
 
 
 def _json_value(feature: dict[str, Any]) -> str:

@@ -441,13 +441,15 @@ class FeatureService:
         names = [f["name"] for f in info.features]
         offline = point_in_time_join(probe, "__keel_at", [ViewInput(info.name, rows, keys, ts, [*names, ts],
                                                                     [*names, "__keel_event_ts"])])
-        entity_rows = [{k: offline[k][i].as_py() for k in keys} for i in range(offline.num_rows)]
+        entity_rows = offline.select(keys).to_pylist()
         found = store.read(namespace(info, self._shared.registry), [entity_key(info, r) for r in entity_rows])
+        offline_values = list(zip(*(offline[n].to_pylist() for n in names), strict=True))
+        matched = offline["__keel_event_ts"].to_pylist()
         mismatches = []
         for i, hit in enumerate(found):
             online = decode_value(hit[1], info) if hit is not None else None
-            expected = [offline[n][i].as_py() for n in names]
-            if online is None and offline["__keel_event_ts"][i].as_py() is None:
+            expected = list(offline_values[i])
+            if online is None and matched[i] is None:
                 continue  # neither side has the entity
             if online is None or not all(equal(a, b) for a, b in zip(online, expected, strict=True)):
                 mismatches.append({"entity": entity_rows[i], "online": online, "offline": expected})
