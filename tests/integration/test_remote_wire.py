@@ -5,6 +5,8 @@ Every test talks to a real uvicorn server on a free loopback port (SQLite behind
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
@@ -15,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -250,6 +253,21 @@ def test_artifacts_download_with_their_hash_checked(team: Team, tmp_path: Path) 
         assert not (tmp_path / "again.csv").exists()
         with pytest.raises(NotFound):
             ws.runs.download_artifact(run.id, "missing.bin", tmp_path)
+
+
+def test_a_download_carries_the_recorded_sha256_and_one_without_it_is_refused(team: Team, tmp_path: Path) -> None:
+    with team.remote() as ws:
+        with ws.runs.start("files") as run:
+            run.log_artifact(b"x" * 3000, "blob.bin")
+        route = f"runs/{run.id}/artifacts/blob.bin"
+        with ws._client._http.stream("GET", route) as response:
+            assert response.headers["repr-digest"] == \
+                "sha-256=:" + base64.b64encode(hashlib.sha256(b"x" * 3000).digest()).decode() + ":"
+        stripped = httpx.MockTransport(lambda request: httpx.Response(200, stream=httpx.ByteStream(b"x" * 3000)))
+        ws._client._http._transport = stripped  # a server that sends no digest: nothing to check against
+        with pytest.raises(KeelError, match="without its sha256"):
+            ws.runs.download_artifact(run.id, "blob.bin", tmp_path)
+        assert not (tmp_path / "blob.bin").exists()
 
 
 @pytest.mark.slow

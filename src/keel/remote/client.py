@@ -9,6 +9,7 @@ the class that matches the status code.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import queue
@@ -115,48 +116,43 @@ class Client:
             raise error_from_response(response)
         return _decoded(response)
 
-    def download(self, path: str, out: IO[bytes]) -> tuple[int, str]:
-        """Write a response body to ``out`` as it arrives; returns its size and sha256.
+    def download(self, path: str, out: IO[bytes]) -> tuple[int, str, str | None]:
+        """Write a response body to ``out`` as it arrives; returns its size, its sha256 and the sha256 the
+        server announced for it (its ``Repr-Digest`` header; None without one).
 
-        A second thread writes and hashes while this one receives (both release the GIL), through a
-        queue of at most ``_IN_FLIGHT`` chunks, so memory stays a few MiB whatever the size.
+        Writing and hashing each run in a thread of their own (both release the GIL) while this one
+        receives: the three overlap, so the check costs about what the slowest of them costs, not the sum.
+        Each thread takes chunks from a queue of at most ``_IN_FLIGHT``, so memory stays a few MiB.
         """
-        digest, chunks = hashlib.sha256(), queue.Queue[bytes | None](maxsize=_IN_FLIGHT)
-        failed: list[BaseException] = []
-
-        def write() -> None:
-            while (chunk := chunks.get()) is not None:
-                if not failed:
-                    try:
-                        out.write(chunk)
-                        digest.update(chunk)
-                    except BaseException as exc:  # reported by the receiving thread
-                        failed.append(exc)
-
-        writer = threading.Thread(target=write, name="keel-download", daemon=True)
+        digest, announced = hashlib.sha256(), None
+        stages = [_Stage(out.write, "keel-download-write"), _Stage(digest.update, "keel-download-hash")]
         size = 0
 
         def fetch() -> None:
-            nonlocal size
+            nonlocal size, announced
             with self._http.stream("GET", path) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise error_from_response(response)
-                writer.start()
+                announced = _announced_sha256(response.headers.get("repr-digest", ""))
+                for stage in stages:
+                    stage.start()
                 try:
                     for chunk in response.iter_raw(CHUNK):
-                        if failed:
+                        if any(stage.failed for stage in stages):
                             break
-                        chunks.put(chunk)
+                        for stage in stages:
+                            stage.put(chunk)
                         size += len(chunk)
                 finally:
-                    chunks.put(None)
-                    writer.join()
+                    for stage in stages:
+                        stage.finish()
 
         self._send(fetch)
-        if failed:
-            raise failed[0]
-        return size, digest.hexdigest()
+        for stage in stages:
+            if stage.failed:
+                raise stage.failed[0]
+        return size, digest.hexdigest(), announced
 
     # -- plumbing ------------------------------------------------------------------------------------------
 
@@ -172,6 +168,47 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _announced_sha256(header: str) -> str | None:
+    """The sha-256 of a ``Repr-Digest`` header (RFC 9530: ``sha-256=:<base64>:``) as hex; None if absent."""
+    for item in header.split(","):
+        algorithm, _, value = item.strip().partition("=")
+        if algorithm.strip().lower() == "sha-256" and value.startswith(":") and value.endswith(":"):
+            try:
+                return base64.b64decode(value[1:-1], validate=True).hex()
+            except ValueError:
+                return None
+    return None
+
+
+class _Stage:
+    """A thread that hands every chunk put to it to ``consume``, in order; the first error stops it and is kept."""
+
+    def __init__(self, consume: Callable[[bytes], Any], name: str) -> None:
+        self._consume, self._chunks = consume, queue.Queue[bytes | None](maxsize=_IN_FLIGHT)
+        self.failed: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def finish(self) -> None:
+        """Wait until every chunk put is consumed (or the stage failed); the thread is gone after."""
+        if self._thread.is_alive():
+            self._chunks.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            if not self.failed:
+                try:
+                    self._consume(chunk)
+                except BaseException as exc:  # reported by the receiving thread
+                    self.failed.append(exc)
 
 
 def _chunks(path: Path) -> Iterator[bytes]:

@@ -227,11 +227,9 @@ class RemoteRunService:
         Returns the path written (None when given a file object).
         """
         run_id = run_id.removeprefix("run:")
-        expected = self.get(run_id).artifacts.get(name)
         route = join("runs", run_id, "artifacts") + "/" + "/".join(_segment(p) for p in name.split("/"))
         if not isinstance(destination, str | Path):
-            _, digest = self._client.download(route, destination)
-            _check_digest(name, digest, expected)
+            _check_digest(name, *self._client.download(route, destination)[1:])
             return None
         target = Path(destination)
         if target.is_dir():
@@ -239,7 +237,7 @@ class RemoteRunService:
         partial = target.with_name(target.name + ".part")
         try:
             with open(partial, "wb") as out:
-                _, digest = self._client.download(route, out)
+                _, digest, expected = self._client.download(route, out)
             _check_digest(name, digest, expected)
             partial.replace(target)
         finally:
@@ -287,7 +285,11 @@ def _segment(part: str) -> str:
 
 
 def _check_digest(name: str, digest: str, expected: str | None) -> None:
-    if expected is not None and digest != expected:
+    """The bytes received against the sha256 the server recorded for them (sent with them, Repr-Digest)."""
+    if expected is None:
+        raise StorageError(f"the server sent artifact {name!r} without its sha256 (Repr-Digest); it cannot be "
+                           "checked, so it is refused: is the server older than this client?")
+    if digest != expected:
         raise StorageError(f"artifact {name!r} arrived with sha256 {digest}, not the {expected} it was stored "
                               "with; it was changed on the server or in transit")
 

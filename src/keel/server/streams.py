@@ -8,6 +8,7 @@ what the slower of the two sides costs, not their sum, and memory stays two chun
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 from collections.abc import AsyncIterator, Callable
@@ -93,14 +94,18 @@ def _limit(request: Request) -> int:
     return limit
 
 
-def stream_artifact(ws: Any, key: str, name: str, *, known: bool) -> StreamingResponse:
-    """Stream an artifact the caller may see (``known``: listed on its run or package)."""
-    if not known:
+def stream_artifact(ws: Any, key: str, name: str, *, sha256: str | None) -> StreamingResponse:
+    """Stream an artifact the caller may see: one listed on its run or package, with the ``sha256`` recorded
+    there (None: not listed, 404). The digest goes out as ``Repr-Digest`` (RFC 9530), so a client checks the
+    bytes it gets without asking for the record first."""
+    if sha256 is None:
         raise NotFound(f"no artifact {name!r} here")
     handle = ws.artifacts.open(key)
     filename = Path(name).name.replace('"', "")
+    digest = base64.b64encode(bytes.fromhex(sha256)).decode()
     return StreamingResponse(_read_ahead(handle), media_type="application/octet-stream",
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "Repr-Digest": f"sha-256=:{digest}:"})
 
 
 async def _read_ahead(handle: IO[bytes]) -> AsyncIterator[bytes]:

@@ -100,8 +100,8 @@ def download_file(name: str, version: str, filename: str, ws: Workspace = READ) 
     """One file of a version's package (the manifest lists them, with their sha256)."""
     found = ws.models.version(_ref(name, version))
     files = ws.models.manifest(found.name)["files"]
-    return stream_artifact(ws, f"{found.package_key}/{filename}", filename,
-                           known=filename in files or filename == "keel-model.yaml")
+    digest = found.manifest_sha256 if filename == "keel-model.yaml" else files.get(filename)
+    return stream_artifact(ws, f"{found.package_key}/{filename}", filename, sha256=digest)
 
 
 @router.get("/models/{name}/diff")

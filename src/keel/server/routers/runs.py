@@ -109,6 +109,6 @@ async def upload_artifact(run_id: str, name: str, request: Request, ws: Workspac
 @router.get("/runs/{run_id}/artifacts/{name:path}")
 def download_artifact(run_id: str, name: str, ws: Workspace = READ) -> StreamingResponse:
     info = ws.runs.get(run_id)
-    return stream_artifact(ws, f"runs/{info.id}/artifacts/{name}", name, known=name in info.artifacts)
+    return stream_artifact(ws, f"runs/{info.id}/artifacts/{name}", name, sha256=info.artifacts.get(name))
 
 
