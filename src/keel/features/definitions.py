@@ -9,17 +9,12 @@ stores a new version of a view only when its fingerprint changed.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
-import inspect
 import json
-import sys
-import textwrap
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from keel import code
+from keel.code import load_module
 from keel.errors import InvalidInput
 from keel.features.model import DTYPES, Entity, Feature, FeatureView, OnDemandFeatureView
 from keel.refs import check_name
@@ -147,63 +142,13 @@ def _check_dtype(view: str, name: str, dtype: str) -> None:
 
 def function_json(function: Callable[..., Any], view: str) -> dict[str, Any]:
     """Where a user function lives and what its code is (its sha256 is part of the fingerprint)."""
-    module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
-    if not module or "<lambda>" in name or "<locals>" in name:
-        raise InvalidInput(f"feature view {view!r}: the function must be defined at the top level of a module "
-                           f"(got {name or function!r}), so keel can find it again")
-    try:
-        source = textwrap.dedent(inspect.getsource(function))
-    except (OSError, TypeError) as exc:
-        raise InvalidInput(f"feature view {view!r}: cannot read the source of {name}: {exc}") from None
-    path = getattr(sys.modules.get(module), "__file__", None)
-    return {"module": module, "name": name, "file": path, "sha256": hashlib.sha256(source.encode()).hexdigest()}
+    return code.function_json(function, f"feature view {view!r}")
 
 
 def resolve_function(spec: dict[str, Any], view: str, known: dict[str, Callable[..., Any]]) -> Callable[..., Any]:
-    """The function a stored definition names: the one applied in this process, else imported again; its
-    source must still be the one applied."""
-    key = f"{spec['module']}:{spec['name']}"
-    function = known.get(key)
-    if function is None:
-        module = sys.modules.get(spec["module"])
-        if module is None:
-            try:
-                module = importlib.import_module(spec["module"])
-            except ImportError:
-                if not spec.get("file") or not Path(spec["file"]).exists():
-                    raise InvalidInput(f"feature view {view!r}: cannot import {spec['module']!r} to find "
-                                       f"{spec['name']}; run from where it is importable, or apply again") from None
-                module = load_module(spec["file"], spec["module"])
-        function = module
-        for part in spec["name"].split("."):
-            function = getattr(function, part, None)
-        if not callable(function):
-            raise InvalidInput(f"feature view {view!r}: {spec['module']} has no function {spec['name']} any more; "
-                               "apply the definitions again")
-    current = function_json(function, view)
-    if current["sha256"] != spec["sha256"]:
-        raise InvalidInput(f"feature view {view!r}: {spec['name']} changed since it was applied; run "
-                           "`keel features apply` to store the new version first")
-    return function
-
-
-def load_module(path: str | Path, name: str | None = None) -> ModuleType:
-    """Import a definitions file (``features.py``) by path, as a module others can find by name."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInput(f"no definitions file at {path}")
-    name = name or f"keel_features_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise InvalidInput(f"cannot import {path} as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(name, None)
-        raise InvalidInput(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
-    return module
+    """The function a stored definition names, its source still the one applied."""
+    return code.resolve_function(spec, f"feature view {view!r}", known,
+                                 changed="run `keel features apply` to store the new version first")
 
 
 def fingerprint(definition: dict[str, Any]) -> str:

@@ -67,7 +67,10 @@ class FeatureService:
         applying a whole module does from the CLI)."""
         if definitions is None or isinstance(definitions, str | Path):
             path = Path(definitions) if definitions is not None else self._root / "features.py"
-            definitions = load_module(path if path.is_absolute() else self._root / path)
+            path = path if path.is_absolute() else self._root / path
+            if not path.is_file():
+                raise InvalidInput(f"no definitions file at {path}")
+            definitions = load_module(path)
         items = list(vars(definitions).values()) if isinstance(definitions, ModuleType) else list(definitions)
         found = collect(items)
         stored_entities = self.registry.entities()
