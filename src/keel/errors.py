@@ -21,6 +21,7 @@ never message strings.
     │   ├── TamperedPackage         409            a model package whose files changed since it was stored
     │   ├── TooLarge                413            an upload over the server's max_upload_mb
     │   ├── TransformFailed         422            a feature view's transform raised; wraps the user's error
+    │   ├── GatesFailed             409            a release blocked: a required gate failed or never ran
     │   └── Conflict                409            the object exists already / state does not allow it
     ├── NotFound                    404 / exit 2   unknown table, version, split, workspace, ...
     │   └── WorkspaceNotFound       404            no keel.toml here or above
@@ -34,6 +35,7 @@ from typing import Any
 __all__ = [
     "Conflict",
     "ContractError",
+    "GatesFailed",
     "InvalidInput",
     "InvalidRef",
     "KeelError",
@@ -133,6 +135,12 @@ class TamperedPackage(UserError):
 
 class TooLarge(UserError):
     http_status = 413
+
+
+class GatesFailed(UserError):
+    """A promotion refused: the version's gate report has failed required tests (or there is none)."""
+
+    http_status = 409
 
 
 class Conflict(UserError):

@@ -18,6 +18,7 @@ from keel.errors import Conflict, InvalidInput, NotFound
 from keel.features.frames import FrameCache
 from keel.features.service import FeatureService
 from keel.features.shared import SharedState
+from keel.gates.service import GateService
 from keel.lineage import LineageService
 from keel.models.service import ModelService
 from keel.refs import parse_ref
@@ -45,8 +46,8 @@ _CONFIG_TEMPLATE = """\
 
 
 class Workspace:
-    """One keel workspace: ``ws.data``, ``ws.features``, ``ws.runs``, ``ws.models``, ``ws.users``, ``ws.tokens``,
-    ``ws.lineage``, ``ws.audit``."""
+    """One keel workspace: ``ws.data``, ``ws.features``, ``ws.runs``, ``ws.models``, ``ws.gates``, ``ws.users``,
+    ``ws.tokens``, ``ws.lineage``, ``ws.audit``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -72,6 +73,9 @@ class Workspace:
         self.models = ModelService(self.db, self.artifacts, self.lineage, self.audit, self.users, self.runs, user,
                                    self.settings.root)
         self.runs.model_logger = self.models.log_model
+        self.gates = GateService(self.db, self.data, self.models, self.runs, self.lineage, self.audit, self.users,
+                                 user, self.settings.root)
+        self.models.release_check = self.gates.release_check
 
     def acting_as(self, user: str) -> Workspace:
         """The same workspace (database, stores, metric buffer) with ``user`` acting: audit rows, approvals and

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +67,9 @@ class ModelService:
         self._db, self._artifacts, self._lineage, self._audit = db, artifacts, lineage, audit
         self._users, self._runs, self._user, self._root = users, runs, user, root
         self._environments: dict[str, dict[str, Any]] = {}
+        # What a promotion to staging or production asks first (the Workspace wires the release gates in):
+        # (version, environment) -> a summary for the audit row, or raises GatesFailed.
+        self.release_check: Callable[[ModelVersion, str], dict[str, Any] | None] | None = None
 
     # -- registration --------------------------------------------------------------------------------
 
@@ -235,25 +239,28 @@ class ModelService:
         self._db.retrying(remove)
 
     def promote(self, ref: str, environment: str, *, reason: str | None = None, override: bool = False) -> ModelVersion:
-        """Move ``staging`` or ``production`` to a version; production needs an approval of that version.
+        """Move ``staging`` or ``production`` to a version that passed its release gates; production also needs
+        an approval of that version.
 
-        ``override=True`` promotes without one: only an admin may, with a reason, and it is audited as such.
+        ``override=True`` promotes without an approval: only an admin may, with a reason, and it is audited as
+        such. Failed gates are overridden on the gate report (``ws.gates.override``), by an approver.
         """
         if environment not in ENVIRONMENTS:
             raise InvalidInput(f"unknown environment {environment!r}; use one of {', '.join(ENVIRONMENTS)}")
         action = "model.promote"
-        if environment == "production":
-            version = self.version(ref)
-            if not self.approvals(version.model, version.version, environment="production"):
-                if not override:
-                    raise PermissionDenied(
-                        f"{version.name} has no approval for production; an approver runs "
-                        f"`keel models approve {version.name} --reason ...` first")
-                self._require_role("admin", "override the approval of a production promotion")
-                if not reason:
-                    raise InvalidInput("an override needs a reason (--reason)")
-                action = "model.promote.override"
-        return self._move(ref, environment, reason, action)
+        version = self.version(ref)
+        gates = self.release_check(version, environment) if self.release_check is not None else None
+        if environment == "production" and not self.approvals(version.model, version.version,
+                                                              environment="production"):
+            if not override:
+                raise PermissionDenied(
+                    f"{version.name} has no approval for production; an approver runs "
+                    f"`keel models approve {version.name} --reason ...` first")
+            self._require_role("admin", "override the approval of a production promotion")
+            if not reason:
+                raise InvalidInput("an override needs a reason (--reason)")
+            action = "model.promote.override"
+        return self._move(version.name, environment, reason, action, {"gates": gates} if gates else None)
 
     def approve(self, ref: str, *, reason: str, environment: str = "production") -> Approval:
         """Record that the acting user, an approver, approves this version for ``environment``."""
@@ -353,7 +360,8 @@ class ModelService:
                 f"(an admin runs `keel users set-role {self._user} {needed}`)")
         return user.role
 
-    def _move(self, ref: str, alias: str, reason: str | None, action: str) -> ModelVersion:
+    def _move(self, ref: str, alias: str, reason: str | None, action: str,
+              details: dict[str, Any] | None = None) -> ModelVersion:
         def move(conn: sa.Connection) -> ModelVersion:
             version = self._version(conn, ref)
             old = self._alias_version(conn, version.model, alias)
@@ -365,21 +373,21 @@ class ModelService:
                 conn.execute(model_aliases.update()
                              .where(model_aliases.c.model == version.model, model_aliases.c.alias == alias)
                              .values(version=version.version, updated_at=now, updated_by=self._user))
-            self._record_move(conn, version.model, alias, version.version, old, reason, action)
+            self._record_move(conn, version.model, alias, version.version, old, reason, action, details)
             return version
 
         moved = self._db.retrying(move)
         return self.version(moved.name)
 
     def _record_move(self, conn: sa.Connection, name: str, alias: str, version: int | None, old: int | None,
-                     reason: str | None, action: str) -> None:
+                     reason: str | None, action: str, details: dict[str, Any] | None = None) -> None:
         now = datetime.now(UTC)
         conn.execute(model_alias_history.insert().values(model=name, alias=alias, version=version,
                                                          previous_version=old, at=now, actor=self._user,
                                                          reason=reason))
         target = f"model:{name}/{version}" if version is not None else f"model:{name}"
         self._audit.record(conn, actor=self._user, action=action, target=target, reason=reason,
-                           details={"alias": alias, "from": old, "to": version})
+                           details={"alias": alias, "from": old, "to": version, **(details or {})})
 
     def _registered(self, conn: sa.Connection, name: str) -> RegisteredModel:
         row = conn.execute(sa.select(registered_models).where(registered_models.c.name == name)).first()

@@ -375,3 +375,35 @@ feature_materializations = sa.Table(
     sa.Column("by", sa.String(128), nullable=False),
     sa.Index("ix_feature_materializations_view", "view", "version"),
 )
+
+# -- release gates --------------------------------------------------------------------------------
+
+gate_checklists = sa.Table(
+    "gate_checklists",
+    metadata,
+    sa.Column("model", sa.String(128), sa.ForeignKey("registered_models.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),  # the checklist's own version
+    sa.Column("spec", sa.JSON, nullable=False),  # canonical JSON (custom functions by module, name, sha256)
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+)
+
+gate_reports = sa.Table(
+    "gate_reports",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("checklist_version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # passed | failed
+    sa.Column("against", sa.String(64), nullable=True),
+    sa.Column("against_version", sa.Integer, nullable=True),
+    sa.Column("data", sa.String(512), nullable=True),
+    sa.Column("results", sa.JSON, nullable=False),
+    sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("override", sa.JSON, nullable=True),  # {by, role, reason, at}
+    sa.Index("ix_gate_reports_version", "model", "version", "checklist_version"),
+)
