@@ -22,6 +22,7 @@ from keel.features.model import (
     TrainingSet,
     TrainingSetInfo,
 )
+from keel.gates import Checklist, GateContext, GateOutcome, GateReport, custom_gate
 from keel.models.loaded import LoadedModel
 from keel.models.model import ModelVersion, RegisteredModel
 from keel.models.signature import Signature
@@ -35,6 +36,7 @@ from keel.workspace import open_workspace as open
 __version__ = "0.1.0"
 
 __all__ = [
+    "Checklist",
     "ColumnSpec",
     "Contract",
     "Entity",
@@ -42,6 +44,9 @@ __all__ = [
     "Feature",
     "FeatureView",
     "FeatureViewInfo",
+    "GateContext",
+    "GateOutcome",
+    "GateReport",
     "ImportanceReport",
     "IngestResult",
     "KeelError",
@@ -63,6 +68,7 @@ __all__ = [
     "Workspace",
     "__version__",
     "autolog",
+    "custom_gate",
     "init",
     "open",
 ]

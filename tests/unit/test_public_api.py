@@ -5,6 +5,7 @@ from __future__ import annotations
 import keel
 
 PUBLIC_API = [
+    "Checklist",
     "ColumnSpec",
     "Contract",
     "Entity",
@@ -12,6 +13,9 @@ PUBLIC_API = [
     "Feature",
     "FeatureView",
     "FeatureViewInfo",
+    "GateContext",
+    "GateOutcome",
+    "GateReport",
     "ImportanceReport",
     "IngestResult",
     "KeelError",
@@ -33,6 +37,7 @@ PUBLIC_API = [
     "Workspace",
     "__version__",
     "autolog",
+    "custom_gate",
     "init",
     "open",
 ]

@@ -159,6 +159,12 @@ class GateService:
             return None
         return self._latest(version, info.version)
 
+    def html(self, report_id: str) -> str:
+        """The report as a self-contained HTML page (plots inline)."""
+        from keel.gates.html import render_report
+
+        return render_report(self.report(report_id))
+
     def override(self, report_id: str, *, reason: str) -> GateReport:
         """An approver releases a version despite failed required tests, with a reason (audited)."""
         if not reason or not reason.strip():
