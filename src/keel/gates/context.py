@@ -77,8 +77,10 @@ class GateContext:
         key = (which, tuple(slices))
         if key not in self._evaluations:
             model = self._scorer(which)
+            features = list(self.champion.signature.columns) if which == "champion" and self.champion \
+                else self.features  # each model is given its own inputs
             self._evaluations[key] = None if model is None else evaluate(
-                None, model, {self.part: self.frame}, task=self.task, label=self.label, features=self.features,
+                None, model, {self.part: self.frame}, task=self.task, label=self.label, features=features,
                 slices=list(slices), baseline=False, plots=False, min_slice_rows=1)
         return self._evaluations[key]
 

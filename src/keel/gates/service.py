@@ -296,18 +296,17 @@ class GateService:
         if not latest:
             return
         version = self._models.version(f"{model}/{latest}")
-        features = [c["name"] for c in version.signature.get("inputs", [])]
         source = checklist.data
         if source is None and version.run_id:
             source = self._runs.get(version.run_id).tags.get("fit.data")
-        if not source or not features:
+        if not source:
             return
         split = self._split_or_none(source)
         try:
             schema = self._data.version(split.source_ref if split else parse_ref(source, kind="table")).schema
         except (NotFound, InvalidInput):
             return
-        problems = check_columns(checklist, list(schema), features)
+        problems = check_columns(checklist, list(schema))
         if problems:
             raise InvalidInput(f"the checklist does not fit {version.name}: {problems[0]}"
                                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),

@@ -22,8 +22,9 @@ from keel.gates.spec import (
 __all__ = ["check_checklist", "check_columns"]
 
 
-def check_columns(checklist: Checklist, columns: list[str], features: list[str]) -> list[str]:
-    """Problems with the columns the tests name, knowing only the data's columns and the model's features."""
+def check_columns(checklist: Checklist, columns: list[str]) -> list[str]:
+    """Problems with the columns the tests name, knowing the data's columns. A checklist serves every version
+    of a model, so a column one version does not take is allowed (a test on it shows the version ignores it)."""
     problems = []
     known = set(columns)
     for name, test in zip(checklist.names(), checklist.tests, strict=True):
@@ -34,16 +35,14 @@ def check_columns(checklist: Checklist, columns: list[str], features: list[str])
             named = [test.perturb.column] + ([test.perturb.within] if test.perturb.within else [])
         elif isinstance(test, DirectionalTest):
             named = [test.column]
-            if test.column not in features and test.column in known:
-                problems.append(f"{name}: {test.column!r} is not an input of the model, so it cannot move the output")
         elif isinstance(test, FairnessTest):
             named = [test.sensitive]
         elif isinstance(test, MinimumFunctionalityTest):
             for i, case in enumerate(test.cases, start=1):
-                extra = [c for c in case.input if c not in features]
-                if extra:
-                    problems.append(f"{name}: case {i} sets {', '.join(map(repr, extra))}, not an input of the "
-                                    f"model (inputs: {', '.join(features)})")
+                unknown = [c for c in case.input if c not in known]
+                if unknown:
+                    problems.append(f"{name}: case {i} sets {', '.join(map(repr, unknown))}, not a column of the "
+                                    f"data ({', '.join(sorted(known))})")
         for column in named:
             if column not in known:
                 problems.append(f"{name}: unknown column {column!r}; the data has {', '.join(sorted(known))}")
@@ -60,7 +59,13 @@ def check_checklist(ctx: GateContext, checklist: Checklist) -> None:
     if ctx.label not in frame.columns:
         raise InvalidInput(f"the data ({ctx.data}) has no label column {ctx.label!r}; name it in the checklist "
                            "(label: ...)")
-    problems = check_columns(checklist, list(frame.columns), ctx.features)
+    problems = check_columns(checklist, list(frame.columns))
+    if ctx.champion is not None and any(c.reference == "champion" for t in checklist.tests
+                                        if isinstance(t, MetricTest | SliceTest) for c in t.parsed()):
+        lacking = [c for c in ctx.champion.signature.columns if c not in frame.columns]
+        if lacking:
+            problems.append(f"the champion {ctx.champion_version.name if ctx.champion_version else ''} needs "
+                            f"column(s) {', '.join(map(repr, lacking))} the data ({ctx.data}) lacks")
     for name, test in zip(checklist.names(), checklist.tests, strict=True):
         try:
             if isinstance(test, MetricTest | SliceTest):
