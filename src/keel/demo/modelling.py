@@ -1,4 +1,5 @@
-"""The demo's modelling chapter: three models under the same setup, the best registered, approved, promoted.
+"""The demo's modelling chapter: three models under the same setup, the best registered, gated, approved and
+promoted; then two challengers meet the release gates (demo/release.py).
 
 "Start with simple models; evaluate model architectures under similar setups": a dumb baseline, a
 linear model and gradient boosting are each fitted on the training part only, evaluated on every part
@@ -20,6 +21,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from keel.demo.release import GATES_FILE, challengers, ensure_approver, gate
 from keel.workspace import Workspace
 
 __all__ = ["CATEGORICAL", "FEATURES", "NUMERIC", "candidates", "train_and_register"]
@@ -27,6 +29,7 @@ __all__ = ["CATEGORICAL", "FEATURES", "NUMERIC", "candidates", "train_and_regist
 CATEGORICAL = ["neighbourhood", "room_type", "property_type"]
 NUMERIC = ["accommodates", "bedrooms", "bathrooms", "beds", "latitude", "longitude", "minimum_nights"]
 FEATURES = CATEGORICAL + NUMERIC
+MONOTONE = ("accommodates",)  # more guests never lower the price: a constraint on the model, and a release gate
 
 
 def candidates(numeric: list[str] = NUMERIC) -> dict[str, Any]:
@@ -41,6 +44,7 @@ def candidates(numeric: list[str] = NUMERIC) -> dict[str, Any]:
             ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), CATEGORICAL),
             ("numbers", "passthrough", numeric)])),
         ("gbm", HistGradientBoostingRegressor(max_iter=150, learning_rate=0.1, categorical_features=[0, 1, 2],
+                                              monotonic_cst=[0, 0, 0, *(1 if c in MONOTONE else 0 for c in numeric)],
                                               random_state=0))])
     return {"baseline": DummyRegressor(strategy="mean"), "linear": linear, "boosting": boosting}
 
@@ -78,7 +82,7 @@ def train_and_register(ws: Workspace, split_ref: str, console: Console, step: Ca
                   f"{', '.join(candidates_to_drop) or 'none'}; correlated pairs: "
                   f"{', '.join(f'{a}~{b}' for a, b, _ in importance.correlated_pairs) or 'none'}")
 
-    with step(f"Register the best ({best}) with its card; approve and promote it"):
+    with step(f"Register the best ({best}) with its card"):
         example = ws.data.read_split(split_ref, "train", columns=features).head(5)
         version = ws.models.register(results[best]["model"], "price", run=results[best]["run"], input_example=example,
                                      description=f"{best} on {split_ref}")
@@ -87,13 +91,23 @@ def train_and_register(ws: Workspace, split_ref: str, console: Console, step: Ca
                               intended_use="a starting point the host edits; not automatic pricing",
                               latency_requirement="p99 < 50 ms per request", business_metric="booked nights")
         ws.models.set_alias(version.name, "champion", reason="best validation rmse of three architectures")
-        ws.models.promote(version.name, "staging", reason="first candidate")
-        if ws.users.get(ws.user).role not in ("approver", "admin"):
-            ws.users.add(ws.user, "approver", reason="the demo's user reviews its own model")
-        ws.models.approve(version.name, reason="beats the baseline on validation and on every room type checked")
+    with step("Declare the release checklist and run it: the gates guard every promotion"):
+        ws.gates.set_checklist("price", GATES_FILE, reason="the price model's release checklist")
+        report = gate(ws, version.name, console, table)
+        if not report.releasable:  # small data (--rows-per-month) can fail a required test: a person decides
+            ensure_approver(ws)
+            ws.gates.override(report.id, reason="the demo's small data; accepted for the walkthrough, see the report")
+            console.print(f"  [yellow]{', '.join(r.name for r in report.blocking)} failed[/yellow]: the approver "
+                          f"overrode {report.ref} with a reason (audited)")
+    with step("Promote to staging; an approver approves; promote to production"):
+        ws.models.promote(version.name, "staging", reason="first candidate; its gates passed")
+        ensure_approver(ws)
+        ws.models.approve(version.name, reason="gates passed; beats the baseline on every room type checked")
         ws.models.promote(version.name, "production", reason="approved")
     loaded = ws.models.load("price@production")
     predicted = loaded.predict(ws.data.read_split(split_ref, "test").head(3))
     console.print(f"  {version.ref} ({version.flavor}): aliases {', '.join(ws.models.version(version.name).aliases)}; "
                   f"price@production predicts {', '.join(f'{p:.0f}' for p in predicted)} for three test listings")
-    return {"model": version.ref, "best": best, "runs": {n: r["run"] for n, r in results.items()}}
+    runner_up = next(n for n in ("linear", "boosting") if n != best)
+    month7 = challengers(ws, split_ref, features, results, runner_up, console, step, table)
+    return {"model": version.ref, "best": best, "runs": {n: r["run"] for n, r in results.items()}, **month7}

@@ -21,6 +21,7 @@ __all__ = ["METRICS", "Condition", "Judgement", "parse_condition"]
 METRICS = (*REGRESSION_METRICS, *CLASSIFICATION_METRICS)
 REFERENCES = ("champion", "baseline")
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+_NEGATED = {"<=": ">", "<": ">=", ">=": "<", ">": "<="}
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _PATTERN = re.compile(
     rf"^\s*(?P<metric>[a-z_0-9]+)\s*(?P<op><=|>=|<|>)\s*"
@@ -62,7 +63,8 @@ class Condition:
         ref = references.get(self.reference) if self.reference else None
         bound = self.offset if ref is None else self.factor * ref + self.offset
         passed = _OPS[self.op](value, bound)
-        message = f"{self.text}: {self.metric} {_fmt(value)} {self.op} {_fmt(bound)}"
+        shown = self.op if passed else _NEGATED[self.op]  # "rmse 34.6 > 2", not "rmse 34.6 <= 2", when it fails
+        message = f"{self.text}: {self.metric} {_fmt(value)} {shown} {_fmt(bound)}"
         if ref is not None:
             message += f" ({self.reference} {_fmt(ref)})"
             if min_change > 0:

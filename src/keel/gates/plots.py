@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import operator
-import re
 from html import escape
 from typing import Any
 
@@ -39,7 +38,8 @@ def slice_bars(result: TestResult) -> str | None:
     if metric is None:
         return None
     min_rows = (result.details or {}).get("min_rows") or 0
-    failed_in_evidence = {r.get("slice") for r in result.evidence if r.get("status") == "failed"}
+    failed_in_evidence = set((result.details or {}).get("failing_slices") or ()) | \
+        {r.get("slice") for r in result.evidence if r.get("status") == "failed"}
     bars = []
     for i, s in enumerate(slices):
         value = _number(s.get(metric))
@@ -92,8 +92,7 @@ def directional_curve(result: TestResult) -> str | None:
     curve = [(a, b) for a, b in curve if a is not None and b is not None]
     if len(curve) < 2:
         return None
-    found = re.match(r"raising (.+?) by ", result.message or "")
-    column = found.group(1) if found else "the column"
+    column = (result.details or {}).get("column") or "the column"
     left, width, top, plot_h = 64, 380, 26, 170
     xs, ys = [p[0] for p in curve], [p[1] for p in curve]
     x = _scale(*_span(min(xs), max(xs)), left, left + width)
@@ -121,12 +120,12 @@ def latency_histogram(result: TestResult) -> str | None:
     """Histograms of the single-row and the batch latencies, each with its median and, when near, its limit."""
     samples = (result.details or {}).get("latency_ms") or {}
     limits = {r.get("measure"): _number(r.get("limit")) for r in result.evidence}
-    panels = [(f"{key} ({'1 row' if key == 'single' else '1,000 rows'})", values, limits.get(f"{key}_ms"))
+    panels = [("one row" if key == "single" else "a batch of 1,000 rows", values, limits.get(f"{key}_ms"))
               for key in ("single", "batch")
               if (values := [v for v in map(_number, samples.get(key) or []) if v is not None])]
     if not panels:
         return None
-    panel_w, plot_h, top, gap = 300, 120, 40, 40
+    panel_w, plot_h, top, gap = 300, 120, 50, 40
     parts: list[str] = []
     for n, (title, values, limit) in enumerate(panels):
         left = 14 + n * (panel_w + gap)
@@ -138,8 +137,9 @@ def latency_histogram(result: TestResult) -> str | None:
         counts, edges = np.histogram(values, bins=min(12, max(len(values) // 2, 1)), range=(lo, hi))
         x = _scale(lo, hi, left, left + panel_w)
         tallest = max(int(counts.max()), 1)
-        caption = f"{title}: median {_fmt(median)} ms" + (f", limit {_fmt(limit)} ms" if limit is not None else "")
-        parts.append(_text(left, 14, caption, weight="600", fill=INK))
+        parts.append(_text(left, 14, f"{title} ({len(values)} calls)", weight="600", fill=INK))
+        parts.append(_text(left, 29, f"median {_fmt(median)} ms" + (f", limit {_fmt(limit)} ms" if limit is not None
+                                                                      else ", no limit"), fill=MUTED))
         for count, a, b in zip(counts, edges[:-1], edges[1:], strict=True):
             h = count / tallest * plot_h
             parts.append(f'<rect x="{x(a):.1f}" y="{top + plot_h - h:.1f}" width="{max(x(b) - x(a) - 1, 1):.1f}" '
@@ -204,8 +204,9 @@ def _span(lo: float, hi: float) -> tuple[float, float]:
 
 
 def _slice_condition(result: TestResult, slices: list[dict[str, Any]]) -> tuple[str | None, Any]:
-    """The metric the slices were held to and its condition, from the conditions in the evidence rows."""
-    for row in result.evidence:
+    """The metric the slices were held to and its condition (the details name them; the evidence rows too)."""
+    named = (result.details or {}).get("condition")
+    for row in [{"condition": named}, *result.evidence]:
         try:
             condition = parse_condition(row.get("condition"))
         except (ValueError, TypeError):

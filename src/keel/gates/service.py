@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-import structlog
 
 from keel.audit import AuditLog
 from keel.data.service import DataService
@@ -28,6 +27,7 @@ from keel.gates.runner import run_tests
 from keel.gates.spec import Checklist, fingerprint, load_checklist
 from keel.gates.validation import check_checklist, check_columns
 from keel.lineage import Edge, LineageService
+from keel.logs import get_logger
 from keel.models.model import ModelVersion
 from keel.models.service import ModelService
 from keel.refs import parse_ref
@@ -39,7 +39,7 @@ from keel.users import UserService, role_allows
 
 __all__ = ["GateService"]
 
-log = structlog.get_logger("keel.gates")
+log = get_logger("keel.gates")
 
 RELEASE_ENVIRONMENTS = ("staging", "production")  # promotions the gates guard
 

@@ -20,7 +20,8 @@ __all__ = ["PALETTE", "category_bars", "lineage_graph", "parallel_coordinates", 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
            "#bab0ac")  # Tableau 10: distinguishable, and ten is the most runs a comparison shows
 KIND_COLORS = {"table": "#dbe9f6", "split": "#e3f1e0", "file": "#eeeeee", "contract": "#f6ecd9", "run": "#fde6d2",
-               "model": "#eadcf2", "deployment": "#f9d9de", "trainingset": "#e3f1e0", "features": "#e3f1e0"}
+               "model": "#eadcf2", "deployment": "#f9d9de", "trainingset": "#e3f1e0", "features": "#e3f1e0",
+               "gate": "#fff3c4"}
 
 
 def quantile_histogram(stats: Mapping[str, Any], width: int = 320, height: int = 110) -> dict[str, Any] | None:

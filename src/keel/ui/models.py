@@ -1,5 +1,5 @@
-"""Model pages: the registry, one model's versions and alias history, and one version with its lineage
-and the approve and promote forms.
+"""Model pages: the registry, one model's versions and alias history, and one version with its lineage,
+its release gates and the approve and promote forms.
 
 The forms are shown enabled only to someone whose role allows the action, but that is a courtesy: the
 POST routes declare their permission like every API route, check the CSRF token, and the registry
@@ -15,6 +15,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from keel.errors import PermissionDenied
+from keel.gates.model import GateReport
 from keel.models.model import ENVIRONMENTS
 from keel.server.security import APPROVE, READ, WRITE
 from keel.ui.charts import lineage_graph
@@ -50,8 +51,11 @@ def model_page(request: Request, name: str, ws: Workspace = READ) -> HTMLRespons
     approvals: dict[int, list] = {}
     for approval in ws.models.approvals(name):
         approvals.setdefault(approval.version, []).append(approval)
+    gates: dict[int, GateReport] = {}
+    for report in ws.gates.reports(name):  # newest first: each version's latest gate run
+        gates.setdefault(report.version, report)
     return page(request, "model.html", ws, title=name, model=registered,
-                versions=list(reversed(ws.models.versions(name))), approvals=approvals,
+                versions=list(reversed(ws.models.versions(name))), approvals=approvals, gates=gates,
                 history=list(reversed(ws.models.alias_history(name))), card=ws.models.card(name),
                 environments=ENVIRONMENTS)
 
@@ -60,13 +64,17 @@ def model_page(request: Request, name: str, ws: Workspace = READ) -> HTMLRespons
 def version_page(request: Request, name: str, version: str, ws: Workspace = READ,
                  done: str | None = None) -> HTMLResponse:
     """A version end to end: lineage from the data to it (and on to what uses it), its run, environment,
-    package, approvals, and the forms to approve and promote it."""
+    package, gate reports (with overrides), approvals, and the forms to approve and promote it."""
     shown = ws.models.show(_ref(name, version))
     ref = shown["ref"]
     graph = lineage_graph(ref, ws.lineage.upstream(ref, LINEAGE_DEPTH), ws.lineage.downstream(ref, LINEAGE_DEPTH))
     audit = ws.audit.list(target=ref, limit=50)
-    return page(request, "version.html", ws, title=f"{name}/{shown['version']}", v=shown, graph=graph, audit=audit,
-                environments=ENVIRONMENTS, done=done)
+    number = f"{shown['model']}/{shown['version']}"
+    checklists = ws.gates.checklists(shown["model"])
+    return page(request, "version.html", ws, title=number, v=shown, graph=graph, audit=audit,
+                environments=ENVIRONMENTS, done=done, gates=ws.gates.reports(shown["model"], shown["version"]),
+                checklist=checklists[-1] if checklists else None,
+                gate_in_force=ws.gates.latest(number) if checklists else None)
 
 
 @router.post("/models/{name}/versions/{version}/approve")

@@ -59,6 +59,8 @@ def ref_url(ref: str | None) -> str:
         return f"/data/{name}#contract"
     if parsed.kind == "features":
         return f"/features/{name}"
+    if parsed.kind == "gate":
+        return f"/gates/{name}"
     if parsed.kind == "trainingset" and parsed.version is not None:  # stored as the table of its name
         return f"/data/{name}/versions/{parsed.version}"
     return "/lineage?" + urlencode({"ref": ref})

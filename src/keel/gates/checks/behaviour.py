@@ -107,7 +107,8 @@ def run_directional(ctx: GateContext, test: DirectionalTest) -> GateOutcome:
     return GateOutcome(kept >= test.min_fraction, value=kept, threshold=test.min_fraction, evidence=evidence,
                        message=f"raising {column} by {test.delta:g} {way} the output for {int(wrong.sum())} of {n} "
                                f"rows ({kept:.1%} as expected; needs {test.min_fraction:.0%})",
-                       details={"curve": curve, "violations": int(wrong.sum()), "rows": n})
+                       details={"curve": curve, "violations": int(wrong.sum()), "rows": n, "column": column,
+                                "delta": test.delta, "expect": test.expect})
 
 
 def score(ctx: GateContext, frame: pd.DataFrame) -> np.ndarray:

@@ -51,7 +51,9 @@ def run_slice(ctx: GateContext, test: SliceTest) -> GateOutcome:
                 failing.append(entry)
     details: dict[str, Any] = {"slices": [{k: v for k, v in r.items() if k != "part"}
                                           for r in reports["candidate"].slices],
-                               "min_rows": test.min_rows, "too_small": small}
+                               "min_rows": test.min_rows, "too_small": small, "metric": conditions[0].metric,
+                               "condition": conditions[0].text,
+                               "failing_slices": sorted({e["slice"] for e in failing})}
     if not judged:
         return GateOutcome(True, skipped=True, details=details,
                            message=f"no slice of {', '.join(test.by)} has {test.min_rows} rows or more")
@@ -94,7 +96,7 @@ def _row(condition: Condition, judgement: Judgement, references: dict[str, float
 def _combined(judgements: list[Judgement], rows: list[dict[str, Any]], ctx: GateContext) -> GateOutcome:
     failed = [j for j in judgements if not j.passed]
     first = judgements[0]
-    shown = failed[0] if failed else first
+    shown = failed[0] if failed else next((j for j in judgements if not j.skipped), first)
     details = {"champion": ctx.champion_version.name if ctx.champion_version else None, "part": ctx.part}
     return GateOutcome(not failed, value=shown.value, threshold=shown.bound, evidence=rows,
                        message="; ".join(j.message for j in (failed or judgements)), details=details,
