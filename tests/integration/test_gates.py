@@ -103,7 +103,8 @@ def test_a_split_with_duplicates_across_parts_fails_the_leakage_test(ws: keel.Wo
 def test_promotion_needs_passed_gates_and_an_approver_can_override_with_a_reason(world) -> None:
     ws, split = world
     good = register(ws, split)
-    ws.models.promote(good.name, "staging")  # no checklist declared yet: nothing to enforce
+    ws.models.promote(good.name, "staging")  # no checklist declared yet: nothing to enforce, and it says so
+    assert ws.audit.list(action="model.promote", limit=1)[0].details["gates"]["status"] == "no checklist declared"
     ws.gates.set_checklist("toy", CHECKLIST, reason="the release checklist")
     with pytest.raises(GatesFailed, match="has not been through its release gates"):
         ws.models.promote(good.name, "staging")

@@ -115,7 +115,8 @@ def test_production_needs_an_approval_by_an_approver(registered: keel.Workspace)
         carol.close()
     audit = {e.action: e for e in reversed(ws.audit.list(target="model:price/2"))}  # newest wins
     assert audit["model.approve"].actor == "carol" and audit["model.approve"].reason == "gates passed, card reviewed"
-    assert audit["model.promote"].details == {"alias": "production", "from": None, "to": 2}
+    assert audit["model.promote"].details == {"alias": "production", "from": None, "to": 2,
+                                              "gates": {"report": None, "status": "no checklist declared"}}
 
 
 def test_an_override_needs_an_admin_and_a_reason_and_is_audited(registered: keel.Workspace) -> None:

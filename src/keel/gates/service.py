@@ -188,14 +188,14 @@ class GateService:
         return self.report(report.id)
 
     def release_check(self, version: ModelVersion, environment: str) -> dict[str, Any] | None:
-        """What a promotion to ``environment`` asks: None when no checklist is declared for the model, the
-        report's summary when it may be released; GatesFailed when not."""
+        """What a promotion to ``environment`` asks: the report's summary when the version may be released (a
+        model without a checklist is not gated, and the summary says so); GatesFailed when not."""
         if environment not in RELEASE_ENVIRONMENTS:
             return None
         try:
             info = self.checklist(version.model)
         except NotFound:
-            return None
+            return {"report": None, "status": "no checklist declared"}
         report = self._latest(version, info.version)
         if report is None:
             raise GatesFailed(f"{version.name} has not been through its release gates (checklist v{info.version}); "
