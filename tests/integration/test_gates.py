@@ -235,6 +235,7 @@ def test_python_checklists_and_yaml_files_give_the_same_stored_checklist(world) 
 
 @pytest.mark.parametrize(("checklist", "message"), [
     ("tests: [", "not valid YAML"),
+    ("at: 2024-13-45\ntests: []\n", "not valid YAML"),  # PyYAML raises ValueError on a bad date
     ("- just a list", "YAML mapping"),
     ({"tests": []}, "tests"),
     ({"tests": [{"kind": "vibes"}]}, "unknown kind 'vibes'"),

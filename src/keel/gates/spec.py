@@ -338,8 +338,9 @@ def _raw(source: dict[str, Any] | str | Path, root: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     try:
         raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"the checklist is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except (yaml.YAMLError, ValueError, AttributeError, RecursionError) as exc:  # PyYAML raises all of these
+        raise InvalidInput(f"the checklist is not valid YAML: {(str(exc).splitlines() or [type(exc).__name__])[0]}") \
+            from None
     if not isinstance(raw, dict):
         raise InvalidInput("a checklist is a YAML mapping with a 'tests' list")
     return raw
