@@ -3,88 +3,38 @@
 
 The scenario is a reviewer's afternoon: log in with a token, open a run, compare two runs, approve and
 promote a model version, and find the change in the audit log. A screenshot of each page is saved under
-``tests/e2e/artifacts/ui/`` (or ``$KEEL_UI_SCREENSHOTS``). The browser's console must stay clean: a
-Content-Security-Policy violation or a script error fails the test.
+``tests/e2e/artifacts/ui/browser/`` (or ``$KEEL_UI_SCREENSHOTS/browser``). The browser's console must stay clean:
+a Content-Security-Policy violation or a script error fails the test. The server, the page and the login are
+browser_helpers.py's, the ``browser`` fixture is conftest.py's.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import uvicorn
 
-from keel.server.app import create_app
-from server.ui_fixture import UIWorkspace, build_ui_workspace  # tests/ is on sys.path (tests/conftest.py)
-
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (CI installs it)", allow_module_level=True)
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+from e2e.browser_helpers import SCREENSHOTS, log_in, new_page, serve  # tests/ is on sys.path (tests/conftest.py)
+from server.ui_fixture import UIWorkspace, build_ui_workspace
 
 pytestmark = pytest.mark.slow
-SHOTS = Path(os.environ.get("KEEL_UI_SCREENSHOTS") or Path(__file__).with_name("artifacts") / "ui")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SHOTS = SCREENSHOTS / "browser"
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, UIWorkspace]]:
     """A real server on a free loopback port, in a thread of this process (auth on)."""
     built = build_ui_workspace(tmp_path_factory.mktemp("browser") / "ws")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(built.ws), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", built
-    server.should_exit = True
-    thread.join(10)
-    built.ws.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with built.ws, serve(built.ws) as base:
+        yield base, built
 
 
 def test_log_in_open_a_run_compare_approve_promote_and_see_the_audit(served, browser) -> None:
     base, built = served
-    if SHOTS.exists():
-        shutil.rmtree(SHOTS)
-    SHOTS.mkdir(parents=True)
-    page = browser.new_page(viewport={"width": 1360, "height": 900})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-
-    def shot(name: str) -> None:
-        page.wait_for_load_state("networkidle")
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page, problems, shot = new_page(browser, SHOTS)
 
     # an anonymous visit lands on the login page; a token logs in and goes back where it was going
-    page.goto(f"{base}/runs")
-    assert page.url.startswith(f"{base}/login?next=")
-    shot("01-login")
-    page.fill("#token", built.tokens["approver"])
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(f"{base}/runs")
+    log_in(page, base, "/runs", built.tokens["approver"], on_form=lambda: shot("01-login"))
     assert page.inner_text(".who .user") == "approver-user"
     cookie = next(c for c in page.context.cookies() if c["name"] == "keel_token")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"

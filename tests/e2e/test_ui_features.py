@@ -9,35 +9,17 @@ the browser's console must stay clean.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import uvicorn
 
 import keel
-from keel.server.app import create_app
+from e2e.browser_helpers import SCREENSHOTS, log_in, new_page, serve  # tests/ is on sys.path (tests/conftest.py)
 from keel.users import ROLES
-from server.test_features_api import VIEW, Features, add_driver_features  # tests/ is on sys.path
-
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (CI installs it)", allow_module_level=True)
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+from server.test_features_api import VIEW, Features, add_driver_features
 
 pytestmark = pytest.mark.slow
-SHOTS = Path(os.environ.get("KEEL_UI_SCREENSHOTS") or Path(__file__).with_name("artifacts") / "ui") / "features"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SHOTS = SCREENSHOTS / "features"
 
 
 @pytest.fixture(scope="module")
@@ -51,47 +33,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         tokens[role] = ws.tokens.create(f"{role}-user").token
     scenario = add_driver_features(ws)
     ws.features.materialize()
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ws), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", tokens, scenario
-    server.should_exit = True
-    thread.join(10)
-    ws.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with ws, serve(ws) as base:
+        yield base, tokens, scenario
 
 
 def test_log_in_open_the_features_and_a_view_and_follow_its_consumer_model(served, browser) -> None:
     base, tokens, scenario = served
-    if SHOTS.exists():
-        shutil.rmtree(SHOTS)
-    SHOTS.mkdir(parents=True)
-    page = browser.new_page(viewport={"width": 1360, "height": 900})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-
-    def shot(name: str) -> None:
-        page.wait_for_load_state("networkidle")
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-    page.goto(f"{base}/features")
-    assert page.url.startswith(f"{base}/login?next=")
-    page.fill("#token", tokens["viewer"])
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(f"{base}/features")
+    page, problems, shot = new_page(browser, SHOTS)
+    log_in(page, base, "/features", tokens["viewer"])
     assert page.inner_text(".who .user") == "viewer-user"
     assert page.locator("header nav a.active").inner_text() == "Features"
 

@@ -10,82 +10,31 @@ so a plot that broke the pages' Content-Security-Policy would fail the test.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import uvicorn
 
-from keel.server.app import create_app
-from server.gates_ui_fixture import GatesWorkspace, build_gates_workspace  # tests/ is on sys.path
-
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (CI installs it)", allow_module_level=True)
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+from e2e.browser_helpers import SCREENSHOTS, log_in, new_page, serve  # tests/ is on sys.path (tests/conftest.py)
+from server.gates_ui_fixture import GatesWorkspace, build_gates_workspace
 
 pytestmark = pytest.mark.slow
-SHOTS = Path(os.environ.get("KEEL_UI_SCREENSHOTS") or Path(__file__).with_name("artifacts") / "ui") / "gates"
+SHOTS = SCREENSHOTS / "gates"
 REASON = "x1 anti-monotone only above the range we sell; fix in the next release"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, GatesWorkspace]]:
     """The gates workspace served over HTTP on a free loopback port (auth on)."""
     built = build_gates_workspace(tmp_path_factory.mktemp("gates-browser") / "ws")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(built.ws), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", built
-    server.should_exit = True
-    thread.join(10)
-    built.ws.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with built.ws, serve(built.ws) as base:
+        yield base, built
 
 
 def test_an_approver_reads_a_failed_report_overrides_it_and_finds_it_audited(served, browser) -> None:
     base, built = served
     report = built.failed
-    if SHOTS.exists():
-        shutil.rmtree(SHOTS)
-    SHOTS.mkdir(parents=True)
-    page = browser.new_page(viewport={"width": 1360, "height": 900})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-
-    def shot(name: str) -> None:
-        page.wait_for_load_state("networkidle")
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-    page.goto(f"{base}/models/toy/versions/2")
-    assert page.url.startswith(f"{base}/login?next=")
-    page.fill("#token", built.tokens["approver"])
-    page.click("button:has-text('Log in')")
-    page.wait_for_url(f"{base}/models/toy/versions/2")
+    page, problems, shot = new_page(browser, SHOTS)
+    log_in(page, base, "/models/toy/versions/2", built.tokens["approver"])
     gates = page.locator("#gates")
     assert "promotion is blocked" in gates.inner_text()
     row = gates.locator(f"tr[data-report='{report.id}']")
