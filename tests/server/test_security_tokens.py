@@ -154,7 +154,8 @@ def _values(server: Server, run_id: str, token_id: str) -> dict[str, dict[str, s
     return {"models": {**common, "name": "price", "ref": "price"}, "tables": {**common, "name": "listings"},
             "data": {**common, "name": "listings"}, "splits": {**common, "ref": "listings_split"},
             "runs": {**common, "name": "notes.txt"}, "lineage": {**common, "ref": "model:price/1"},
-            "users": {**common, "name": "viewer-user"}, "": {**common, "name": "price"}}
+            "users": {**common, "name": "viewer-user"}, "gates": {**common, "model": "price", "report_id": "missing"},
+            "": {**common, "name": "price"}}
 
 
 def _fill(path: str, values: dict[str, dict[str, str]]) -> str:

@@ -171,7 +171,8 @@ class FeatureService:
             raise InvalidInput(f"features must be a list of 'view:feature' names, e.g. [{features!r}]")
         views = self.registry.latest()
         plan = resolve_features(list(features), views, full_names=full_names)
-        entity_table, entity_source = self._entity_rows(entities)
+        entity_table, entity_ref = self._entity_rows(entities)
+        given = entity_table
         keys = list(dict.fromkeys(k for v in plan.batch for k in views[v].join_keys))
         entity_table = check_entities(entity_table, timestamp, keys)
         if label is not None and label not in entity_table.column_names:
@@ -197,19 +198,22 @@ class FeatureService:
         if entity_table.num_rows <= CHUNK_ROWS:
             table = joined(entity_table)
             info = self._store([table], name, plan.views, views, rows, qualified, label, timestamp,
-                               entity_source) if store else None
+                               entity_ref or f"frame:{frame_digest(given)}") if store else None
             return TrainingSet(table, info, list(features), label)
         chunks = (joined(entity_table.slice(start, CHUNK_ROWS))
                   for start in range(0, entity_table.num_rows, CHUNK_ROWS))
         if not store:
             return TrainingSet(pa.concat_tables(chunks), None, list(features), label)
-        info = self._store(chunks, name, plan.views, views, rows, qualified, label, timestamp, entity_source)
+        info = self._store(chunks, name, plan.views, views, rows, qualified, label, timestamp,
+                           entity_ref or f"frame:{frame_digest(given)}")
         return TrainingSet(lambda: self._data.read_arrow(f"{info.table}@{info.version}"), info, list(features), label)
 
     def _rows(self, info: FeatureViewInfo, pins: dict[str, int] | None = None) -> ViewRows:
         return read_view_rows(info, self._data, self._functions, self._cache, pins)
 
-    def _entity_rows(self, entities: pd.DataFrame | pa.Table | str) -> tuple[pa.Table, str]:
+    def _entity_rows(self, entities: pd.DataFrame | pa.Table | str) -> tuple[pa.Table, str | None]:
+        """The entity rows, and their table version's ref (None for a frame: its digest is computed only when
+        the training set is stored, the one place that records it)."""
         if isinstance(entities, str):
             version = self._data.version(entities)
             return self._data.read_arrow(f"{version.table}@{version.version}"), version.ref
@@ -217,7 +221,7 @@ class FeatureService:
             entities = pa.Table.from_pandas(entities, preserve_index=False)
         if not isinstance(entities, pa.Table):
             raise InvalidInput("entity rows are a pandas DataFrame, a pyarrow Table or a table ref")
-        return entities, f"frame:{frame_digest(entities)}"
+        return entities, None
 
     def _store(self, batches: Iterable[pa.Table], name: str | None, used: list[str],
                views: dict[str, FeatureViewInfo], rows: dict[str, ViewRows], features: list[str], label: str | None,
