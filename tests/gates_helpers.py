@@ -82,7 +82,8 @@ def register(ws: keel.Workspace, split: keel.SplitInfo, *, name: str = "toy", fe
             coef = model[-1].coef_
             names = list(model[0].get_feature_names_out())
             coef[names.index("remainder__x1")] = -3.0
-        return ws.models.register(model, name, run=run, input_example=toy_frame(5)[used])
+        example = ws.data.read_split(split.ref, "train", columns=used).head(5)
+        return ws.models.register(model, name, run=run, input_example=example)
 
 
 class RaisingModel:

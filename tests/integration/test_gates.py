@@ -87,6 +87,25 @@ def test_a_model_whose_output_depends_on_a_column_that_must_not_matter_fails_inv
     assert {"id (before)", "id (after)", "output (before)", "output (after)"} <= set(result.evidence[0])
 
 
+def test_a_model_that_leaks_the_target_fails_the_too_good_metric_and_the_invariance_on_the_leak(
+        ws: keel.Workspace) -> None:
+    frame = toy_frame(1200)
+    frame["refund"] = frame.y * 0.1 + np.random.default_rng(1).normal(0, 0.01, len(frame))  # known only after
+    ws.data.ingest(frame, "toy", time_column="ts")
+    split = ws.data.split("toy", target="y", time_column="ts", ignore_for_duplicates=["refund"])
+    leaky = register(ws, split, features=[*FEATURES, "refund"])
+    ws.gates.set_checklist("toy", {"tests": [
+        {"name": "too good to be true", "kind": "metric", "conditions": ["r2 <= 0.995"]},
+        {"name": "refund must not matter", "kind": "invariance", "perturb": {"column": "refund", "how": "shuffle"},
+         "tolerance": 1.0}]})
+    report = ws.gates.run(leaky.name)
+    too_good, invariance = report.results
+    assert too_good.status == "failed" and too_good.value > 0.995
+    assert invariance.status == "failed" and invariance.evidence[0]["change"] > 1.0
+    honest = register(ws, split)  # the same model without the leak passes both
+    assert ws.gates.run(honest.name).status == "passed"
+
+
 def test_a_split_with_duplicates_across_parts_fails_the_leakage_test(ws: keel.Workspace) -> None:
     frame = toy_frame(600)
     twins = frame.iloc[:300:30].assign(ts=frame.ts.max())  # copies of train rows, dated in the test part
