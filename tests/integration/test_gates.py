@@ -12,7 +12,7 @@ import pytest
 
 import keel
 from gates_helpers import CHECKLIST, FEATURES, register, toy_frame, toy_world
-from keel.errors import GatesFailed, InvalidInput, NotFound, PermissionDenied
+from keel.errors import Conflict, GatesFailed, InvalidInput, NotFound, PermissionDenied
 
 
 @pytest.fixture
@@ -145,6 +145,8 @@ def test_promotion_needs_passed_gates_and_an_approver_can_override_with_a_reason
         ann.gates.override(report.id, reason=" ")
     overridden = ann.gates.override(report.id, reason="known issue, accepted for the staging trial")
     assert overridden.releasable and overridden.override["by"] == "ann"
+    with pytest.raises(Conflict, match="already overridden by ann"):
+        ann.gates.override(report.id, reason="a second opinion")  # the first override stands as recorded
     ws.models.promote(weak.name, "staging")
     entry = ws.audit.list(action="gates.override", limit=1)[0]
     assert (entry.actor, entry.details["report"]) == ("ann", report.ref) and entry.reason.startswith("known issue")

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from keel.audit import AuditLog
 from keel.data.service import DataService
-from keel.errors import GatesFailed, InvalidInput, NotFound, PermissionDenied
+from keel.errors import Conflict, GatesFailed, InvalidInput, NotFound, PermissionDenied
 from keel.gates.checks.budget import measure_load_mb
 from keel.gates.context import GateContext
 from keel.gates.model import ChecklistInfo, GateReport, TestResult
@@ -176,6 +176,9 @@ class GateService:
         report = self.report(report_id)
         if report.status == "passed":
             raise InvalidInput(f"{report.ref} passed; there is nothing to override")
+        if report.override is not None:
+            raise Conflict(f"{report.ref} was already overridden by {report.override['by']} "
+                           f"({report.override['reason']!r}); an override is recorded once")
         override = {"by": self._user, "role": role, "reason": reason, "at": datetime.now(UTC).isoformat()}
 
         def write(conn: sa.Connection) -> None:
