@@ -407,3 +407,30 @@ gate_reports = sa.Table(
     sa.Column("override", sa.JSON, nullable=True),  # {by, role, reason, at}
     sa.Index("ix_gate_reports_version", "model", "version", "checklist_version"),
 )
+
+# -- deployments ------------------------------------------------------------------------------------
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("production", sa.Boolean, nullable=False),  # a production endpoint serves approved versions only
+    sa.Column("seed", sa.String(64), nullable=False),  # the routing hash's seed: splits are independent per endpoint
+    sa.Column("latest_version", sa.Integer, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("deleted_at", TS, nullable=True),
+)
+
+deployment_versions = sa.Table(
+    "deployment_versions",
+    metadata,
+    sa.Column("deployment", sa.String(128), sa.ForeignKey("deployments.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),  # every change of policy or state is a new version
+    sa.Column("policy", sa.JSON, nullable=False),  # {kind, arms, step, shadows, sample, fallbacks, sticky_key, ...}
+    sa.Column("state", sa.String(16), nullable=False),  # active | paused | deleted
+    sa.Column("action", sa.String(32), nullable=False),  # create, shadow, ab, canary, promote, rollback, ...
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("by", sa.String(128), nullable=False),
+)

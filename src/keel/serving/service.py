@@ -1,0 +1,253 @@
+"""Deployments (``ws.deployments``): named endpoints whose routing policy changes only through these methods,
+each change a new version with who, when and why, audited.
+
+Only model versions that may be released can be routed to: their release gates passed (#6), and for a
+production endpoint an approval too; an approver can override the approval with a reason (audited). Policies
+name exact versions (``price/4``): an alias is resolved when the policy is set, so what an endpoint serves never
+changes behind its back. The data plane (``keel serve``) reads the current version.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from keel.audit import AuditLog
+from keel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from keel.lineage import Edge, LineageService
+from keel.models.service import ModelService
+from keel.refs import check_name
+from keel.serving.model import Deployment, DeploymentVersion, policy_of
+from keel.storage.db import Database
+from keel.storage.schema import deployment_versions, deployments
+from keel.users import UserService, role_allows
+
+__all__ = ["DeploymentService"]
+
+BASELINE = "baseline"  # a fallback that is not a model: the train part's mean / prior, served by the data plane
+
+
+class DeploymentService:
+    """Create endpoints and change how they route: shadow, A/B, canary, interleave, promote, rollback, pause."""
+
+    def __init__(self, db: Database, models: ModelService, lineage: LineageService, audit: AuditLog,
+                 users: UserService, user: str) -> None:
+        self._db, self._models, self._lineage, self._audit = db, models, lineage, audit
+        self._users, self._user = users, user
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Deployment:
+        with self._db.read() as conn:
+            row = conn.execute(sa.select(deployments).where(deployments.c.name == name)).first()
+            if row is None or row.deleted_at is not None:
+                raise NotFound(f"no deployment {name!r}; `keel deploy list` lists them")
+            current = conn.execute(sa.select(deployment_versions).where(
+                deployment_versions.c.deployment == name,
+                deployment_versions.c.version == row.latest_version)).one()
+        return _deployment(row, _version(current))
+
+    def list(self) -> list[Deployment]:
+        with self._db.read() as conn:
+            names = conn.execute(sa.select(deployments.c.name).where(deployments.c.deleted_at.is_(None))
+                                 .order_by(deployments.c.name)).scalars().all()
+        return [self.get(n) for n in names]
+
+    def history(self, name: str) -> list[DeploymentVersion]:
+        """Every version of the policy, oldest first."""
+        self.get(name)
+        with self._db.read() as conn:
+            rows = conn.execute(sa.select(deployment_versions).where(deployment_versions.c.deployment == name)
+                                .order_by(deployment_versions.c.version)).all()
+        return [_version(r) for r in rows]
+
+    # -- changing ----------------------------------------------------------------------------------------
+
+    def create(self, name: str, model: str, *, fallbacks: list[str] | None = None, production: bool = False,
+               override: bool = False, reason: str | None = None) -> Deployment:
+        """A new endpoint serving ``model``; ``fallbacks`` answer, in order, when it fails or times out."""
+        check_name(name, "deployment name")
+        primary = self._deployable(model, production, override, reason)
+        chain = [self._fallback(f) for f in fallbacks or []]
+        policy = {"kind": "single", "arms": [{"name": "primary", "model": primary, "weight": 1.0}],
+                  "fallbacks": chain}
+        now = datetime.now(UTC)
+        seed = secrets.token_hex(8)
+        policy_of(policy, seed)
+
+        def insert(conn: sa.Connection) -> None:
+            found = conn.execute(sa.select(deployments.c.deleted_at).where(deployments.c.name == name)).first()
+            if found is not None:
+                raise Conflict(f"deployment {name!r} exists" + (" (deleted; choose another name)"
+                                                                 if found.deleted_at else ""))
+            conn.execute(deployments.insert().values(name=name, production=production, seed=seed, latest_version=1,
+                                                     created_at=now, created_by=self._user))
+            self._write_version(conn, name, 1, policy, "active", "create", reason, now)
+
+        self._db.retrying(insert)
+        return self.get(name)
+
+    def shadow(self, name: str, candidate: str, *, sample: float = 1.0, reason: str | None = None) -> Deployment:
+        """Call ``candidate`` beside the primary for a ``sample`` of requests; the client gets the primary's."""
+        current = self.get(name)
+        primary = current.current.policy["arms"][0]  # the stable version of a canary, the first of an A/B
+        policy = {**current.current.policy, "kind": "shadow", "arms": [{**primary, "name": "primary"}],
+                  "shadows": [self._deployable(candidate, False, False, None)], "sample": sample}
+        return self._change(current, policy, "shadow", reason)
+
+    def ab(self, name: str, variants: dict[str, tuple[str, float]], *, sticky_key: str | None = None,
+           override: bool = False, reason: str | None = None) -> Deployment:
+        """Split traffic between ``variants`` ({"a": ("price/4", 50), "b": ("price/5", 50)}), sticky per key."""
+        current = self.get(name)
+        arms = [{"name": arm, "model": self._deployable(ref, current.production, override, reason),
+                 "weight": float(weight)} for arm, (ref, weight) in variants.items()]
+        policy = {**current.current.policy, "kind": "ab", "arms": arms, "sticky_key": sticky_key, "shadows": []}
+        return self._change(current, policy, "ab", reason)
+
+    def interleave(self, name: str, variants: dict[str, str], *, override: bool = False,
+                   reason: str | None = None) -> Deployment:
+        """Merge the rankings of two models per request (team-draft); feedback credits the model drafting the
+        chosen item."""
+        if len(variants) != 2:
+            raise InvalidInput(f"interleaving compares two ranking models, not {len(variants)}")
+        current = self.get(name)
+        arms = [{"name": arm, "model": self._deployable(ref, current.production, override, reason), "weight": 1.0}
+                for arm, ref in variants.items()]
+        policy = {**current.current.policy, "kind": "interleave", "arms": arms, "shadows": []}
+        return self._change(current, policy, "interleave", reason)
+
+    def canary(self, name: str, candidate: str, *, steps: list[float], interval_s: float,
+               guardrails: list[str] | None = None, override: bool = False, reason: str | None = None) -> Deployment:
+        """Roll ``candidate`` out over ``steps`` (percent of traffic), one step per ``interval_s`` while the
+        ``guardrails`` hold; the stable version serves the rest."""
+        current = self.get(name)
+        if not steps or any(not 0 < s <= 100 for s in steps) or sorted(steps) != list(steps):
+            raise InvalidInput(f"canary steps are rising percentages in (0, 100], e.g. 5,25,50,100; not {steps}")
+        if interval_s <= 0:
+            raise InvalidInput("a canary interval must be positive (e.g. 10m)")
+        stable = current.current.policy["arms"][0]
+        arm = {"name": "canary", "model": self._deployable(candidate, current.production, override, reason),
+               "weight": 1.0}
+        policy = {**current.current.policy, "kind": "canary", "arms": [{**stable, "name": "stable"}, arm],
+                  "steps": [s / 100 for s in steps], "step": steps[0] / 100, "step_index": 0,
+                  "interval_s": interval_s, "guardrails": list(guardrails or []), "shadows": []}
+        return self._change(current, policy, "canary", reason)
+
+    def promote(self, name: str, *, reason: str | None = None) -> Deployment:
+        """The candidate of a canary or a shadow becomes the one primary; the version it replaces becomes the
+        first fallback."""
+        current = self.get(name)
+        policy = current.current.policy
+        if policy["kind"] == "canary":
+            winner = policy["arms"][1]["model"]
+        elif policy["kind"] == "shadow":
+            winner = policy["shadows"][0]
+        else:
+            raise InvalidInput(f"deployment {name!r} routes {policy['kind']}: only a canary or a shadow has a "
+                               "candidate to promote")
+        previous = policy["arms"][0]["model"]
+        chain = [previous, *[f for f in policy.get("fallbacks", []) if f not in (previous, winner)]]
+        single = {"kind": "single", "arms": [{"name": "primary", "model": winner, "weight": 1.0}],
+                  "fallbacks": chain}
+        return self._change(current, single, "promote", reason)
+
+    def rollback(self, name: str, *, reason: str | None = None) -> Deployment:
+        """Back to the policy before the current one (what the canary controller does on a failed guardrail)."""
+        history = self.history(name)
+        if len(history) < 2:
+            raise InvalidInput(f"deployment {name!r} has no earlier policy to roll back to")
+        current = self.get(name)
+        return self._change(current, history[-2].policy, "rollback", reason)
+
+    def pause(self, name: str, *, reason: str | None = None) -> Deployment:
+        current = self.get(name)
+        if current.state == "paused":
+            raise InvalidInput(f"deployment {name!r} is paused already")
+        return self._change(current, current.current.policy, "pause", reason, state="paused")
+
+    def resume(self, name: str, *, reason: str | None = None) -> Deployment:
+        current = self.get(name)
+        if current.state != "paused":
+            raise InvalidInput(f"deployment {name!r} is not paused")
+        return self._change(current, current.current.policy, "resume", reason, state="active")
+
+    def delete(self, name: str, *, reason: str | None = None) -> None:
+        current = self.get(name)
+        now = datetime.now(UTC)
+
+        def write(conn: sa.Connection) -> None:
+            self._write_version(conn, name, current.current.version + 1, current.current.policy, "deleted",
+                                "delete", reason, now)
+            conn.execute(deployments.update().where(deployments.c.name == name)
+                         .values(deleted_at=now, latest_version=current.current.version + 1))
+
+        self._db.retrying(write)
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _deployable(self, ref: str, production: bool, override: bool, reason: str | None) -> str:
+        """The exact version ``ref`` names, once it may be released: gates passed; approved for production."""
+        version = self._models.version(ref)
+        check = self._models.release_check
+        if check is not None:
+            check(version, "production" if production else "staging")
+        if production and not self._models.approvals(version.model, version.version, environment="production"):
+            if not override:
+                raise PermissionDenied(f"{version.name} has no production approval; a production endpoint serves "
+                                       f"approved versions (`keel models approve {version.name}`), or an approver "
+                                       "overrides with a reason")
+            role = self._users.get(self._user).role
+            if not role_allows(role, "approver"):
+                raise PermissionDenied(f"user {self._user!r} has the {role} role; overriding needs the approver role")
+            if not reason or not reason.strip():
+                raise InvalidInput("an override needs a reason")
+        return version.name
+
+    def _fallback(self, ref: str) -> str:
+        return BASELINE if ref == BASELINE else self._models.version(ref).name
+
+    def _change(self, current: Deployment, policy: dict[str, Any], action: str, reason: str | None,
+                state: str | None = None) -> Deployment:
+        if current.state == "paused" and action not in ("resume", "rollback", "pause"):
+            raise Conflict(f"deployment {current.name!r} is paused; resume it first")
+        policy_of(policy, current.seed)  # refused here, before anything is written, if it does not route
+        now = datetime.now(UTC)
+        number = current.current.version + 1
+
+        def write(conn: sa.Connection) -> None:
+            latest = conn.execute(sa.select(deployments.c.latest_version).where(
+                deployments.c.name == current.name)).scalar_one()
+            if latest != current.current.version:
+                raise Conflict(f"deployment {current.name!r} changed meanwhile (now version {latest}); try again")
+            conn.execute(deployments.update().where(deployments.c.name == current.name).values(latest_version=number))
+            self._write_version(conn, current.name, number, policy, state or current.state, action, reason, now)
+
+        self._db.retrying(write)
+        return self.get(current.name)
+
+    def _write_version(self, conn: sa.Connection, name: str, number: int, policy: dict[str, Any], state: str,
+                       action: str, reason: str | None, now: datetime) -> None:
+        conn.execute(deployment_versions.insert().values(deployment=name, version=number, policy=policy, state=state,
+                                                         action=action, reason=reason, at=now, by=self._user))
+        ref = f"deployment:{name}@{number}"
+        models = {a["model"] for a in policy["arms"]} | set(policy.get("shadows", [])) | \
+            {f for f in policy.get("fallbacks", []) if f != BASELINE}
+        self._lineage.add(conn, [Edge(f"model:{m}", ref, "deployed_to") for m in sorted(models)])
+        self._audit.record(conn, actor=self._user, action=f"deployment.{action}", target=ref, reason=reason,
+                           details={"kind": policy["kind"], "state": state, "models": sorted(models)})
+
+
+def _version(row: Any) -> DeploymentVersion:
+    return DeploymentVersion(row.deployment, row.version, dict(row.policy), row.state, row.action, row.reason, row.at,
+                             row.by)
+
+
+def _deployment(row: Any, current: DeploymentVersion) -> Deployment:
+    policy = current.policy
+    models = [a["model"] for a in policy["arms"]] + list(policy.get("shadows", [])) + \
+        [f for f in policy.get("fallbacks", []) if f != BASELINE]
+    return Deployment(row.name, row.production, row.seed, current, row.created_at, row.created_by,
+                      list(dict.fromkeys(models)))
