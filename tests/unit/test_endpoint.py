@@ -1,0 +1,94 @@
+"""The data plane's core without HTTP: fallbacks on errors and timeouts, shadows that never touch the answer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keel.serving.endpoint import Endpoint, NoModelAnswered
+from keel.serving.model import Deployment, DeploymentVersion
+
+FRAME = pd.DataFrame({"x": [1.0, 2.0]})
+
+
+class Fixed:
+    def __init__(self, value: float, delay: float = 0.0, fail: bool = False) -> None:
+        self.value, self.delay, self.fail, self.calls = value, delay, fail, 0
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        self.calls += 1
+        time.sleep(self.delay)
+        if self.fail:
+            raise ValueError("model exploded")
+        return np.full(len(frame), self.value)
+
+
+def deployment(policy: dict[str, Any]) -> Deployment:
+    version = DeploymentVersion("api", 1, policy, "active", "create", None, datetime.now(UTC), "me")
+    models = [a["model"] for a in policy["arms"]] + policy.get("shadows", []) + policy.get("fallbacks", [])
+    return Deployment("api", False, "seed", version, datetime.now(UTC), "me", list(dict.fromkeys(models)))
+
+
+def single(primary: str, fallbacks: list[str], shadows: list[str] | None = None) -> dict[str, Any]:
+    kind = "shadow" if shadows else "single"
+    return {"kind": kind, "arms": [{"name": "primary", "model": primary, "weight": 1}], "fallbacks": fallbacks,
+            "shadows": shadows or [], "sample": 1.0}
+
+
+def test_the_primary_answers_and_says_so() -> None:
+    endpoint = Endpoint(deployment(single("m/2", ["m/1"])), {"m/2": Fixed(2.0), "m/1": Fixed(1.0)})
+    answer = endpoint.predict(FRAME, "k")
+    assert answer.predictions.tolist() == [2.0, 2.0] and (answer.served_by, answer.reason) == ("m/2", None)
+
+
+def test_a_failing_primary_falls_back_down_the_chain_and_the_answer_says_why() -> None:
+    models = {"m/3": Fixed(3.0, fail=True), "m/2": Fixed(2.0, fail=True), "m/1": Fixed(1.0)}
+    answer = Endpoint(deployment(single("m/3", ["m/2", "m/1"])), models).predict(FRAME, "k")
+    assert answer.served_by == "m/1" and answer.model == "m/3" and "model exploded" in answer.reason
+    assert [a["model"] for a in answer.attempts] == ["m/3", "m/2", "m/1"]
+
+
+def test_a_slow_primary_times_out_and_the_fallback_answers_in_time() -> None:
+    models = {"slow": Fixed(9.0, delay=2.0), "fast": Fixed(1.0)}
+    endpoint = Endpoint(deployment(single("slow", ["fast"])), models, timeout_s=0.1)
+    started = time.perf_counter()
+    answer = endpoint.predict(FRAME, "k")
+    assert answer.served_by == "fast" and "timed out" in answer.reason
+    assert time.perf_counter() - started < 1.0
+    endpoint.close()
+
+
+def test_when_every_model_fails_the_request_gets_a_retryable_error_naming_each() -> None:
+    models = {"a": Fixed(1.0, fail=True), "b": Fixed(1.0, fail=True)}
+    with pytest.raises(NoModelAnswered, match=r"a: ValueError.*b: ValueError") as refused:
+        Endpoint(deployment(single("a", ["b"])), models).predict(FRAME, "k")
+    assert refused.value.http_status == 503
+
+
+@pytest.mark.parametrize("shadow", [Fixed(0.0, fail=True), Fixed(0.0, delay=1.5)])
+def test_a_failing_or_hanging_shadow_changes_neither_the_answer_nor_its_latency(shadow: Fixed) -> None:
+    seen: list[tuple[str, Any]] = []
+    done = threading.Event()
+
+    def record(model: str, key: str, output: Any, ms: float) -> None:
+        seen.append((model, output))
+        done.set()
+
+    endpoint = Endpoint(deployment(single("p", [], shadows=["s"])), {"p": Fixed(5.0), "s": shadow}, on_shadow=record)
+    started = time.perf_counter()
+    answer = endpoint.predict(FRAME, "k")
+    assert time.perf_counter() - started < 0.5 and answer.predictions.tolist() == [5.0, 5.0]
+    assert done.wait(5) and seen[0][0] == "s"  # the shadow ran, after the answer, and was recorded
+    assert isinstance(seen[0][1], ValueError) or seen[0][1].tolist() == [0.0, 0.0]
+    endpoint.close()
+
+
+def test_an_endpoint_refuses_a_deployment_whose_models_are_not_loaded() -> None:
+    with pytest.raises(Exception, match="not loaded"):
+        Endpoint(deployment(single("m/2", ["m/1"])), {"m/2": Fixed(2.0)})
