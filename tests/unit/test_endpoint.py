@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from keel.errors import SignatureMismatch
 from keel.serving.endpoint import Endpoint, NoModelAnswered
 from keel.serving.model import Deployment, DeploymentVersion
 
@@ -92,3 +93,15 @@ def test_a_failing_or_hanging_shadow_changes_neither_the_answer_nor_its_latency(
 def test_an_endpoint_refuses_a_deployment_whose_models_are_not_loaded() -> None:
     with pytest.raises(Exception, match="not loaded"):
         Endpoint(deployment(single("m/2", ["m/1"])), {"m/2": Fixed(2.0)})
+
+
+def test_a_request_that_does_not_fit_the_signature_is_the_clients_error_not_a_fallback() -> None:
+    class Strict(Fixed):
+        def predict(self, frame: pd.DataFrame) -> np.ndarray:
+            raise SignatureMismatch("missing column(s) y")
+
+    fallback = Fixed(1.0)
+    endpoint = Endpoint(deployment(single("m/2", ["m/1"])), {"m/2": Strict(2.0), "m/1": fallback})
+    with pytest.raises(SignatureMismatch):
+        endpoint.predict(FRAME, "k")
+    assert fallback.calls == 0

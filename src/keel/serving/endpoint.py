@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from keel.errors import KeelError
+from keel.errors import KeelError, UserError
 from keel.serving.model import Deployment
 from keel.serving.routing import Route, route
 
@@ -92,6 +92,8 @@ class Endpoint:
                     "ms": (time.perf_counter() - started) * 1e3}
         except FutureTimeout:
             error = f"timed out after {self.timeout_s * 1e3:.0f} ms"
+        except UserError:
+            raise  # the request is wrong (its columns do not fit the signature): a 4xx, not a reason to fall back
         except Exception as exc:  # the model failed: the next in the chain answers, and the log says why
             error = f"{type(exc).__name__}: {exc}"[:500]
         return {"model": model, "ok": False, "error": error, "ms": (time.perf_counter() - started) * 1e3}

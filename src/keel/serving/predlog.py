@@ -30,8 +30,12 @@ class SegmentLog:
     per segment) and ``committed`` says which segment ids the table holds already."""
 
     def __init__(self, folder: Path, write: Callable[[pa.Table], Any], committed: Callable[[], Iterable[str]], *,
-                 max_records: int = 10_000) -> None:
+                 max_records: int = 10_000, schema: pa.Schema | None = None) -> None:
+        """``schema``: the records' columns and types (fields a record lacks are null), so every segment
+        commits with the same schema whatever its records hold; without it the types are inferred."""
         self.folder, self._write, self._committed, self.max_records = folder, write, committed, max_records
+        self._parse = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore") \
+            if schema is not None else None
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()
         self._segment: str | None = None
@@ -90,7 +94,7 @@ class SegmentLog:
             data = path.read_bytes()
             data = data[:data.rfind(b"\n") + 1]  # a torn last line was never acknowledged: append had not returned
             if segment not in done and data:
-                table = pa_json.read_json(pa.BufferReader(data))  # vectorised, not a loop over the records
+                table = pa_json.read_json(pa.BufferReader(data), parse_options=self._parse)  # vectorised
                 table = table.append_column(SEGMENT_COLUMN, pa.array([segment] * table.num_rows, pa.string()))
                 self._write(table)
                 rows += table.num_rows
