@@ -58,7 +58,9 @@ def test_ab_variants_split_by_weight_and_names_resolve_to_exact_versions(world) 
 def test_interleaving_names_both_models_and_each_request_gets_a_stable_first_pick(world) -> None:
     ws, _, good, other = world
     ws.deployments.create("rank", good.name)
+    ws.deployments.ab("rank", {"a": (good.name, 1), "b": (other.name, 1)}, sticky_key="host_id")
     both = ws.deployments.interleave("rank", {"a": good.name, "b": other.name})
+    assert both.current.policy["sticky_key"] is None and "steps" not in both.current.policy
     routes = [route(both.routing(), f"r{i}") for i in range(2000)]
     assert {r.both for r in routes} == {("toy/1", "toy/2")}
     assert abs(sum(r.arm == "a" for r in routes) / 2000 - 0.5) < 0.05

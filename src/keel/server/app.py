@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from keel import __version__
 from keel.server.errors import install_error_handlers
-from keel.server.routers import admin, data, features, gates, lineage, models, runs
+from keel.server.routers import admin, data, deployments, features, gates, lineage, models, runs
 from keel.server.security import LOOPBACK_NAMES, PUBLIC, HostGuard, ServerState
 from keel.ui import install_ui
 from keel.workspace import Workspace
@@ -32,8 +32,8 @@ def create_app(workspace: Workspace, *, auth: bool = True, allowed_hosts: Iterab
     async def health(_: None = PUBLIC) -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for router in (data.router, features.router, runs.router, models.router, gates.router, lineage.router,
-                   admin.router):
+    for router in (data.router, features.router, runs.router, models.router, gates.router, deployments.router,
+                   lineage.router, admin.router):
         api.include_router(router)
     app.include_router(api)
     install_ui(app)  # the pages at /, /static, and error pages for them (API errors stay JSON)

@@ -9,10 +9,12 @@ predicted once, ``/metrics`` is Prometheus text.
 
 from __future__ import annotations
 
+import fcntl
+import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,9 +63,14 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
                          timeout_s: float = 1.0, commit_every_s: float = 1.0) -> FastAPI:
     """An app serving ``names`` (default: every active deployment) from workspace ``ws``."""
     metrics = _Metrics()
-    folder = log_folder or Path(ws.settings.root) / ".keel" / "serving" / f"log-{uuid.uuid4().hex[:8]}"
-    log = SegmentLog(folder, write=lambda rows: ws.data.write_batches([rows], LOG_TABLE, reason="prediction log"),
-                     committed=lambda: _committed(ws), schema=LOG_SCHEMA)
+    base = Path(ws.settings.root) / ".keel" / "serving"
+    folder = log_folder or base / f"log-{uuid.uuid4().hex[:8]}"
+
+    def segment_log(where: Path) -> SegmentLog:
+        return SegmentLog(where, write=lambda rows: ws.data.write_batches([rows], LOG_TABLE, reason="prediction log"),
+                          committed=lambda: _committed(ws), schema=LOG_SCHEMA)
+
+    log = segment_log(folder)
     state: dict[str, Any] = {"endpoints": {}, "ready": False}
     stop = threading.Event()
 
@@ -91,7 +98,12 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        held = _hold(folder)  # this process's log folder; a folder whose lock is free lost its process
         log.recover()
+        for orphan, lock in _orphans(base, folder):
+            with lock:  # held while its segments are committed: two starting workers never adopt the same one
+                segment_log(orphan).recover()
+                shutil.rmtree(orphan, ignore_errors=True)
         load()
         thread = threading.Thread(target=committer, name="keel-log-commit", daemon=True)
         thread.start()
@@ -101,6 +113,7 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         for endpoint in state["endpoints"].values():
             endpoint.close()
         log.close()
+        held.close()
 
     app = FastAPI(title="keel serve", lifespan=lifespan, docs_url=None, redoc_url=None)
 
@@ -177,6 +190,29 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
 class _UnsupportedMedia(KeelError):
     http_status = 415
     exit_code = 2
+
+
+def _hold(folder: Path) -> Any:
+    """Lock ``folder`` for this process's lifetime (the lock goes with the process, however it dies)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = open(folder / "lock", "a+")  # noqa: SIM115 - held open until the app stops
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return handle
+
+
+def _orphans(base: Path, mine: Path) -> Iterator[tuple[Path, Any]]:
+    """Log folders under ``base`` whose process is gone (their lock can be taken), each with its lock held: their
+    segments are recovered by whoever starts next, so a killed worker's answers still reach the table."""
+    for other in sorted(base.glob("log-*")) if base.exists() else []:
+        if other.resolve() == mine.resolve() or not other.is_dir():
+            continue
+        handle = open(other / "lock", "a+")  # noqa: SIM115 - closed by the caller once the folder is recovered
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()  # a live process holds it
+            continue
+        yield other, handle
 
 
 def _committed(ws: Any) -> list[str]:

@@ -94,8 +94,8 @@ class DeploymentService:
         """Call ``candidate`` beside the primary for a ``sample`` of requests; the client gets the primary's."""
         current = self.get(name)
         primary = current.current.policy["arms"][0]  # the stable version of a canary, the first of an A/B
-        policy = {**current.current.policy, "kind": "shadow", "arms": [{**primary, "name": "primary"}],
-                  "shadows": [self._deployable(candidate, False, False, None)], "sample": sample}
+        policy = _policy(current, "shadow", [{**primary, "name": "primary"}],
+                         shadows=[self._deployable(candidate, False, False, None)], sample=sample)
         return self._change(current, policy, "shadow", reason)
 
     def ab(self, name: str, variants: dict[str, tuple[str, float]], *, sticky_key: str | None = None,
@@ -104,7 +104,7 @@ class DeploymentService:
         current = self.get(name)
         arms = [{"name": arm, "model": self._deployable(ref, current.production, override, reason),
                  "weight": float(weight)} for arm, (ref, weight) in variants.items()]
-        policy = {**current.current.policy, "kind": "ab", "arms": arms, "sticky_key": sticky_key, "shadows": []}
+        policy = _policy(current, "ab", arms, sticky_key=sticky_key)
         return self._change(current, policy, "ab", reason)
 
     def interleave(self, name: str, variants: dict[str, str], *, override: bool = False,
@@ -116,7 +116,7 @@ class DeploymentService:
         current = self.get(name)
         arms = [{"name": arm, "model": self._deployable(ref, current.production, override, reason), "weight": 1.0}
                 for arm, ref in variants.items()]
-        policy = {**current.current.policy, "kind": "interleave", "arms": arms, "shadows": []}
+        policy = _policy(current, "interleave", arms, sticky_key=None)
         return self._change(current, policy, "interleave", reason)
 
     def canary(self, name: str, candidate: str, *, steps: list[float], interval_s: float,
@@ -131,9 +131,8 @@ class DeploymentService:
         stable = current.current.policy["arms"][0]
         arm = {"name": "canary", "model": self._deployable(candidate, current.production, override, reason),
                "weight": 1.0}
-        policy = {**current.current.policy, "kind": "canary", "arms": [{**stable, "name": "stable"}, arm],
-                  "steps": [s / 100 for s in steps], "step": steps[0] / 100, "step_index": 0,
-                  "interval_s": interval_s, "guardrails": list(guardrails or []), "shadows": []}
+        policy = _policy(current, "canary", [{**stable, "name": "stable"}, arm], steps=[s / 100 for s in steps],
+                         step=steps[0] / 100, step_index=0, interval_s=interval_s, guardrails=list(guardrails or []))
         return self._change(current, policy, "canary", reason)
 
     def promote(self, name: str, *, reason: str | None = None) -> Deployment:
@@ -151,7 +150,7 @@ class DeploymentService:
         previous = policy["arms"][0]["model"]
         chain = [previous, *[f for f in policy.get("fallbacks", []) if f not in (previous, winner)]]
         single = {"kind": "single", "arms": [{"name": "primary", "model": winner, "weight": 1.0}],
-                  "fallbacks": chain}
+                  "fallbacks": chain, "sticky_key": policy.get("sticky_key")}
         return self._change(current, single, "promote", reason)
 
     def rollback(self, name: str, *, reason: str | None = None) -> Deployment:
@@ -238,6 +237,14 @@ class DeploymentService:
         self._lineage.add(conn, [Edge(f"model:{m}", ref, "deployed_to") for m in sorted(models)])
         self._audit.record(conn, actor=self._user, action=f"deployment.{action}", target=ref, reason=reason,
                            details={"kind": policy["kind"], "state": state, "models": sorted(models)})
+
+
+def _policy(current: Deployment, kind: str, arms: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A new policy of ``kind``: the endpoint's fallbacks and sticky key carry over, nothing else of the old one
+    (a canary's steps do not linger in an A/B test); ``extra`` sets the kind's own keys (and may reset the key)."""
+    old = current.current.policy
+    return {"kind": kind, "arms": arms, "fallbacks": list(old.get("fallbacks", [])),
+            "sticky_key": old.get("sticky_key"), **extra}
 
 
 def _version(row: Any) -> DeploymentVersion:

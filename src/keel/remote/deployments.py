@@ -1,0 +1,93 @@
+"""``ws.deployments`` over HTTP: the embedded ``DeploymentService`` methods, returning the same records
+(``Deployment``, ``DeploymentVersion``, times timezone-aware).
+
+The server decides what may be routed to (gates, approvals, an approver's override) as the token's user, so a
+remote change obeys the same rules as an embedded one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keel.errors import InvalidInput
+from keel.remote.client import Client, join
+from keel.remote.decode import decode, decode_list
+from keel.serving.model import Deployment, DeploymentVersion
+
+__all__ = ["RemoteDeploymentService"]
+
+
+class RemoteDeploymentService:
+    """The deployments of a keel server: the embedded ``DeploymentService`` methods, over HTTP."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Deployment:
+        return _deployment(self._client.get(join("deployments", name)))
+
+    def list(self) -> list[Deployment]:
+        return decode_list(Deployment, self._client.get("/deployments"))
+
+    def history(self, name: str) -> list[DeploymentVersion]:
+        """Every version of the policy, oldest first."""
+        return decode_list(DeploymentVersion, self._client.get(join("deployments", name, "history")))
+
+    # -- changing ------------------------------------------------------------------------------------------
+
+    def create(self, name: str, model: str, *, fallbacks: list[str] | None = None, production: bool = False,
+               override: bool = False, reason: str | None = None) -> Deployment:
+        body = {"name": name, "model": str(model), "fallbacks": [str(f) for f in fallbacks or []],
+                "production": production, "override": override, "reason": reason}
+        return _deployment(self._client.post("/deployments", body))
+
+    def shadow(self, name: str, candidate: str, *, sample: float = 1.0, reason: str | None = None) -> Deployment:
+        return self._change(name, "shadow", {"candidate": str(candidate), "sample": sample, "reason": reason})
+
+    def ab(self, name: str, variants: dict[str, tuple[str, float]], *, sticky_key: str | None = None,
+           override: bool = False, reason: str | None = None) -> Deployment:
+        """Split traffic between ``variants`` ({"a": ("price/4", 50), "b": ("price/5", 50)}), sticky per key."""
+        arms = {}
+        for arm, variant in variants.items():
+            try:
+                ref, weight = variant
+            except (TypeError, ValueError):
+                raise InvalidInput(f"variant {arm!r}: give (model, weight), e.g. ('price/4', 50)") from None
+            arms[arm] = {"model": str(ref), "weight": weight}
+        return self._change(name, "ab", {"variants": arms, "sticky_key": sticky_key, "override": override,
+                                         "reason": reason})
+
+    def interleave(self, name: str, variants: dict[str, str], *, override: bool = False,
+                   reason: str | None = None) -> Deployment:
+        body = {"variants": {arm: str(ref) for arm, ref in variants.items()}, "override": override, "reason": reason}
+        return self._change(name, "interleave", body)
+
+    def canary(self, name: str, candidate: str, *, steps: list[float], interval_s: float,
+               guardrails: list[str] | None = None, override: bool = False, reason: str | None = None) -> Deployment:
+        body = {"candidate": str(candidate), "steps": list(steps), "interval_s": interval_s,
+                "guardrails": list(guardrails or []), "override": override, "reason": reason}
+        return self._change(name, "canary", body)
+
+    def promote(self, name: str, *, reason: str | None = None) -> Deployment:
+        return self._change(name, "promote", {"reason": reason})
+
+    def rollback(self, name: str, *, reason: str | None = None) -> Deployment:
+        return self._change(name, "rollback", {"reason": reason})
+
+    def pause(self, name: str, *, reason: str | None = None) -> Deployment:
+        return self._change(name, "pause", {"reason": reason})
+
+    def resume(self, name: str, *, reason: str | None = None) -> Deployment:
+        return self._change(name, "resume", {"reason": reason})
+
+    def delete(self, name: str, *, reason: str | None = None) -> None:
+        self._client.delete(join("deployments", name), reason=reason)
+
+    def _change(self, name: str, action: str, body: dict[str, Any]) -> Deployment:
+        return _deployment(self._client.post(join("deployments", name, action), body))
+
+
+def _deployment(data: dict[str, Any]) -> Deployment:
+    return decode(Deployment, data)

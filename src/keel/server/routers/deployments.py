@@ -1,0 +1,158 @@
+"""/api/v1/deployments: named endpoints and their routing policies, over ``ws.deployments``.
+
+Reading is for viewers; every change is a developer's, made as the token's user. Whether a model version may
+be routed to (gates passed; for a production endpoint an approval, or an approver's override with a reason)
+is the service's decision, so the rules are the same here as in the SDK and the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from keel.server.responses import json_response
+from keel.server.security import READ, WRITE
+from keel.workspace import Workspace
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["deployments"])
+
+Text = Annotated[str, Field(min_length=1, max_length=512)]
+Reason = Annotated[str, Field(max_length=4096)]
+Arm = Annotated[str, Field(min_length=1, max_length=64)]
+MAX_ITEMS = 100  # arms, fallbacks, steps and guardrails: a policy is a handful of each
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
+
+
+class Change(_Body):
+    reason: Reason | None = Field(None, description="Why (kept in the audit log and the history)")
+
+
+class Gated(Change):
+    override: StrictBool = Field(False, description="An approver routes an unapproved version to a production "
+                                                    "endpoint (needs a reason)")
+
+
+class CreateRequest(Gated):
+    name: Text = Field(description="The endpoint's name")
+    model: Text = Field(description="The version it serves: price/3, price@production")
+    fallbacks: Annotated[list[Text], Field(max_length=MAX_ITEMS)] = Field(
+        default_factory=list, description="Versions (or 'baseline') answering, in order, when the primary fails")
+    production: StrictBool = Field(False, description="Serves production traffic: approved versions only")
+
+
+class ShadowRequest(Change):
+    candidate: Text
+    sample: float = Field(1.0, ge=0.0, le=1.0, description="The share of requests the candidate also answers")
+
+
+class Variant(_Body):
+    model: Text
+    weight: float = Field(ge=0, le=1e9, description="Relative share of traffic (the service refuses 0)")
+
+
+class AbRequest(Gated):
+    variants: Annotated[dict[Arm, Variant], Field(min_length=1, max_length=MAX_ITEMS)]
+    sticky_key: Text | None = Field(None, description="The request field that keeps a caller on one arm")
+
+
+class InterleaveRequest(Gated):
+    variants: Annotated[dict[Arm, Text], Field(min_length=1, max_length=MAX_ITEMS)]
+
+
+class CanaryRequest(Gated):
+    candidate: Text
+    steps: Annotated[list[float], Field(max_length=MAX_ITEMS)] = Field(
+        description="Rising percentages of traffic, e.g. [5, 25, 50, 100]")
+    interval_s: float = Field(description="Seconds between steps", allow_inf_nan=False)
+    guardrails: Annotated[list[Text], Field(max_length=MAX_ITEMS)] = Field(
+        default_factory=list, description='Conditions that must hold to advance, e.g. "error_rate < 0.01"')
+
+
+def _one(deployment: Any, status_code: int = 200) -> Response:
+    return json_response(deployment.to_dict(), status_code=status_code)
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+
+@router.get("/deployments", response_model=list[Any])
+def list_deployments(ws: Workspace = READ) -> Response:
+    return json_response([d.to_dict() for d in ws.deployments.list()])
+
+
+@router.get("/deployments/{name}", response_model=dict[str, Any])
+def get(name: str, ws: Workspace = READ) -> Response:
+    return _one(ws.deployments.get(name))
+
+
+@router.get("/deployments/{name}/history", response_model=list[Any])
+def history(name: str, ws: Workspace = READ) -> Response:
+    """Every version of the policy, oldest first: what changed, who changed it and why."""
+    return json_response([v.to_dict() for v in ws.deployments.history(name)])
+
+
+# -- changing -----------------------------------------------------------------------------------------------
+
+@router.post("/deployments", status_code=201, response_model=dict[str, Any])
+def create(body: CreateRequest, ws: Workspace = WRITE) -> Response:
+    made = ws.deployments.create(body.name, body.model, fallbacks=body.fallbacks, production=body.production,
+                                 override=body.override, reason=body.reason)
+    return _one(made, 201)
+
+
+@router.post("/deployments/{name}/shadow", response_model=dict[str, Any])
+def shadow(name: str, body: ShadowRequest, ws: Workspace = WRITE) -> Response:
+    return _one(ws.deployments.shadow(name, body.candidate, sample=body.sample, reason=body.reason))
+
+
+@router.post("/deployments/{name}/ab", response_model=dict[str, Any])
+def ab(name: str, body: AbRequest, ws: Workspace = WRITE) -> Response:
+    variants = {arm: (v.model, v.weight) for arm, v in body.variants.items()}
+    return _one(ws.deployments.ab(name, variants, sticky_key=body.sticky_key, override=body.override,
+                                  reason=body.reason))
+
+
+@router.post("/deployments/{name}/interleave", response_model=dict[str, Any])
+def interleave(name: str, body: InterleaveRequest, ws: Workspace = WRITE) -> Response:
+    return _one(ws.deployments.interleave(name, dict(body.variants), override=body.override, reason=body.reason))
+
+
+@router.post("/deployments/{name}/canary", response_model=dict[str, Any])
+def canary(name: str, body: CanaryRequest, ws: Workspace = WRITE) -> Response:
+    return _one(ws.deployments.canary(name, body.candidate, steps=body.steps, interval_s=body.interval_s,
+                                      guardrails=body.guardrails, override=body.override, reason=body.reason))
+
+
+@router.post("/deployments/{name}/promote", response_model=dict[str, Any])
+def promote(name: str, body: Change | None = None, ws: Workspace = WRITE) -> Response:
+    """The canary's or the shadow's candidate becomes the primary."""
+    return _one(ws.deployments.promote(name, reason=body.reason if body else None))
+
+
+@router.post("/deployments/{name}/rollback", response_model=dict[str, Any])
+def rollback(name: str, body: Change | None = None, ws: Workspace = WRITE) -> Response:
+    """Back to the policy before the current one."""
+    return _one(ws.deployments.rollback(name, reason=body.reason if body else None))
+
+
+@router.post("/deployments/{name}/pause", response_model=dict[str, Any])
+def pause(name: str, body: Change | None = None, ws: Workspace = WRITE) -> Response:
+    return _one(ws.deployments.pause(name, reason=body.reason if body else None))
+
+
+@router.post("/deployments/{name}/resume", response_model=dict[str, Any])
+def resume(name: str, body: Change | None = None, ws: Workspace = WRITE) -> Response:
+    return _one(ws.deployments.resume(name, reason=body.reason if body else None))
+
+
+@router.delete("/deployments/{name}", status_code=204)
+def delete(name: str, ws: Workspace = WRITE, reason: str | None = Query(None, max_length=4096)) -> None:
+    """The endpoint stops serving; its history stays (and its name stays taken)."""
+    ws.deployments.delete(name, reason=reason)
