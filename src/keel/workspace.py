@@ -77,7 +77,8 @@ class Workspace:
         self.gates = GateService(self.db, self.data, self.models, self.runs, self.lineage, self.audit, self.users,
                                  user, self.settings.root)
         self.models.release_check = self.gates.release_check
-        self.deployments = DeploymentService(self.db, self.models, self.lineage, self.audit, self.users, user)
+        self.deployments = DeploymentService(self.db, self.models, self.lineage, self.audit, self.users, user,
+                                             self.data)
 
     def acting_as(self, user: str) -> Workspace:
         """The same workspace (database, stores, metric buffer) with ``user`` acting: audit rows, approvals and

@@ -107,6 +107,19 @@ def history(ctx: typer.Context, name: str = NAME, fmt: str = FORMAT) -> None:
                   v.reason or "") for v in versions])
 
 
+@app.command("check-canary")
+def check_canary(ctx: typer.Context, name: str = NAME,
+                 min_requests: int = typer.Option(20, "--min-requests", min=1, help="Canary requests needed to judge."),
+                 fmt: str = FORMAT) -> None:
+    """One step of the canary controller: advance, promote, roll back (recorded) or wait. Run it on a schedule."""
+    _check_format(fmt)
+    decision = _deployments(ctx).check_canary(name, min_requests=min_requests)
+    if fmt == "json":
+        print_json(decision.to_dict())
+        return
+    console.print(f"{decision.action}: {decision.reason}", markup=False)
+
+
 @app.command()
 def promote(ctx: typer.Context, name: str = NAME, reason: str = REASON, fmt: str = FORMAT) -> None:
     """The canary's or the shadow's candidate becomes the primary; the one it replaces, the first fallback."""

@@ -12,6 +12,7 @@ from typing import Any
 from keel.errors import InvalidInput
 from keel.remote.client import Client, join
 from keel.remote.decode import decode, decode_list
+from keel.serving.canary import CanaryDecision
 from keel.serving.model import Deployment, DeploymentVersion
 
 __all__ = ["RemoteDeploymentService"]
@@ -69,6 +70,13 @@ class RemoteDeploymentService:
         body = {"candidate": str(candidate), "steps": list(steps), "interval_s": interval_s,
                 "guardrails": list(guardrails or []), "override": override, "reason": reason}
         return self._change(name, "canary", body)
+
+    def check_canary(self, name: str, *, now: Any = None, min_requests: int = 20) -> CanaryDecision:
+        """One step of the canary controller, run by the server (``now`` is the server's clock)."""
+        if now is not None:
+            raise InvalidInput("check_canary over HTTP runs at the server's time; leave now unset")
+        found = self._client.post(join("deployments", name, "check-canary"), None, min_requests=min_requests)
+        return CanaryDecision(**found)
 
     def promote(self, name: str, *, reason: str | None = None) -> Deployment:
         return self._change(name, "promote", {"reason": reason})

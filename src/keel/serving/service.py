@@ -13,13 +13,16 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 
 from keel.audit import AuditLog
+from keel.data.service import DataService
 from keel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from keel.lineage import Edge, LineageService
 from keel.models.service import ModelService
 from keel.refs import check_name
+from keel.serving.canary import CanaryDecision, arm_stats, decide, parse_guardrail
 from keel.serving.model import Deployment, DeploymentVersion, policy_of
 from keel.storage.db import Database
 from keel.storage.schema import deployment_versions, deployments
@@ -34,9 +37,9 @@ class DeploymentService:
     """Create endpoints and change how they route: shadow, A/B, canary, interleave, promote, rollback, pause."""
 
     def __init__(self, db: Database, models: ModelService, lineage: LineageService, audit: AuditLog,
-                 users: UserService, user: str) -> None:
+                 users: UserService, user: str, data: DataService | None = None) -> None:
         self._db, self._models, self._lineage, self._audit = db, models, lineage, audit
-        self._users, self._user = users, user
+        self._users, self._user, self._data = users, user, data
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -128,12 +131,50 @@ class DeploymentService:
             raise InvalidInput(f"canary steps are rising percentages in (0, 100], e.g. 5,25,50,100; not {steps}")
         if interval_s <= 0:
             raise InvalidInput("a canary interval must be positive (e.g. 10m)")
+        for text in guardrails or []:
+            parse_guardrail(text)  # refused now, not at the first check
         stable = current.current.policy["arms"][0]
         arm = {"name": "canary", "model": self._deployable(candidate, current.production, override, reason),
                "weight": 1.0}
         policy = _policy(current, "canary", [{**stable, "name": "stable"}, arm], steps=[s / 100 for s in steps],
                          step=steps[0] / 100, step_index=0, interval_s=interval_s, guardrails=list(guardrails or []))
         return self._change(current, policy, "canary", reason)
+
+    def check_canary(self, name: str, *, now: datetime | None = None, min_requests: int = 20) -> CanaryDecision:
+        """The canary controller's step: once the interval has passed, judge the guardrails on the requests
+        since the step began (the prediction log) and advance, promote, or roll back to the stable version,
+        recording why. Run it on a schedule (the scheduler of #9, or cron)."""
+        current = self.get(name)
+        policy = current.current.policy
+        if policy["kind"] != "canary" or current.state != "active":
+            raise InvalidInput(f"deployment {name!r} is not an active canary ({current.state} {policy['kind']})")
+        now = now or datetime.now(UTC)
+        since = current.current.at
+        waited = (now - since).total_seconds()
+        if waited < float(policy["interval_s"]):
+            return CanaryDecision("wait", f"{waited:.0f} s of the {policy['interval_s']:.0f} s interval have passed",
+                                  float(policy["step"]))
+        decision = decide(policy, arm_stats(self._log_since(name, since)), min_requests=min_requests)
+        if decision.action == "advance":
+            self._change(current, {**policy, "step": decision.step, "step_index": int(policy["step_index"]) + 1},
+                         "advance", decision.reason)
+        elif decision.action == "promote":
+            self.promote(name, reason=decision.reason)
+        elif decision.action == "rollback":
+            stable = {**policy["arms"][0], "name": "primary"}
+            single = {"kind": "single", "arms": [stable], "fallbacks": policy.get("fallbacks", []),
+                      "sticky_key": policy.get("sticky_key"), "rolled_back": policy["arms"][1]["model"]}
+            self._change(current, single, "rollback", decision.reason)
+        return decision
+
+    def _log_since(self, name: str, since: datetime) -> pa.Table:
+        if self._data is None or self._data.catalog.dataset("predictions") is None:
+            return pa.table({"arm": pa.array([], pa.string()), "reason": pa.array([], pa.string()),
+                             "latency_ms": pa.array([], pa.float64()), "output": pa.array([], pa.string())})
+        stamp = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return self._data.read_arrow("predictions", columns=["arm", "reason", "latency_ms", "output"],
+                                     where=f"deployment = '{name}' AND kind = 'primary' "
+                                           f"AND \"at\" >= TIMESTAMPTZ '{stamp}+00'")
 
     def promote(self, name: str, *, reason: str | None = None) -> Deployment:
         """The candidate of a canary or a shadow becomes the one primary; the version it replaces becomes the

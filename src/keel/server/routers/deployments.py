@@ -130,6 +130,12 @@ def canary(name: str, body: CanaryRequest, ws: Workspace = WRITE) -> Response:
                                       guardrails=body.guardrails, override=body.override, reason=body.reason))
 
 
+@router.post("/deployments/{name}/check-canary", response_model=dict[str, Any])
+def check_canary(name: str, ws: Workspace = WRITE, min_requests: int = Query(20, ge=1, le=10_000_000)) -> Response:
+    """One step of the canary controller: advance, promote, roll back (recorded) or wait."""
+    return json_response(ws.deployments.check_canary(name, min_requests=min_requests).to_dict())
+
+
 @router.post("/deployments/{name}/promote", response_model=dict[str, Any])
 def promote(name: str, body: Change | None = None, ws: Workspace = WRITE) -> Response:
     """The canary's or the shadow's candidate becomes the primary."""
