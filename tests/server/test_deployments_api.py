@@ -56,6 +56,7 @@ def _requests() -> list[tuple[str, str, dict[str, Any] | None, str]]:
                                                       "b": {"model": "toy/2", "weight": 50}}}, "write"),
         ("POST", "/deployments/api/interleave", {"variants": {"a": "toy/1", "b": "toy/2"}}, "write"),
         ("POST", "/deployments/api/canary", {"candidate": "toy/2", "steps": [5, 50, 100], "interval_s": 60}, "write"),
+        ("POST", "/deployments/api/check-canary", None, "write"),
         ("POST", "/deployments/api/rollback", {}, "write"),
         ("POST", "/deployments/api/pause", {"reason": "incident"}, "write"),
         ("POST", "/deployments/api/resume", None, "write"),
