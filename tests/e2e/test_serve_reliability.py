@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,32 +14,10 @@ import pytest
 
 import keel
 from gates_helpers import FEATURES, register, toy_frame, toy_world
+from serving_helpers import free_port, start_server
 
 pytestmark = pytest.mark.slow
 ROWS = toy_frame(2)[FEATURES].to_dict(orient="records")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(root: Path, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "-w", str(root), "serve", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, "keel serve exited"
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("keel serve was not ready in 60 s")
 
 
 def test_sigkill_under_load_loses_no_answered_request_and_logs_each_once(tmp_path: Path) -> None:
@@ -50,8 +25,8 @@ def test_sigkill_under_load_loses_no_answered_request_and_logs_each_once(tmp_pat
     with keel.init(root) as ws:
         split = toy_world(ws, n=600)
         ws.deployments.create("price", register(ws, split).name)
-    port = _port()
-    proc = _start(root, port)
+    port = free_port()
+    proc = start_server(root, port)
     answered: list[str] = []
     stop = threading.Event()
 
@@ -81,7 +56,7 @@ def test_sigkill_under_load_loses_no_answered_request_and_logs_each_once(tmp_pat
         t.join(10)
     assert len(answered) >= 300
 
-    restarted = _start(root, port)  # recovers the killed process's segments on the way up
+    restarted = start_server(root, port)  # recovers the killed process's segments on the way up
     restarted.send_signal(signal.SIGTERM)
     assert restarted.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a graceful stop
     with keel.open(root) as ws:

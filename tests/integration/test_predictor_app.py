@@ -4,6 +4,7 @@ and every answer in the prediction log."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -39,7 +40,8 @@ def test_records_and_columnar_bodies_are_answered_and_name_the_version(served) -
                                                                    "data": frame.values.tolist()}})
     assert mlflow.json()["predictions"] == pytest.approx(body["predictions"])
     assert client.post("/invocations", json={"dataframe_records": ROWS}).status_code == 200
-    assert client.get("/readyz").json() == {"ready": True, "deployments": ["price"]}
+    assert client.get("/readyz").json() == {"ready": True, "deployments": ["price"], "problems": {},
+                                            "requirement_drift": []}
     metrics = client.get("/metrics").text
     assert 'keel_predictions_total{arm="primary",deployment="price",version="toy/1"} 4.0' in metrics
 
@@ -82,3 +84,83 @@ def test_every_answer_is_in_the_prediction_log_with_who_served_it(served) -> Non
     assert sorted(primary.request_id) == sorted(ids) and set(primary.served_by) == {"toy/1"}
     assert json.loads(primary.iloc[0].inputs)[0].keys() >= set(FEATURES)
     assert len(json.loads(primary.iloc[0].output)) == 3 and (primary.latency_ms > 0).all()
+
+
+def test_the_open_inference_protocol_v2_answers_like_the_native_route(served) -> None:
+    _, client = served
+    frame = toy_frame(3)[FEATURES]
+    native = client.post("/v1/endpoints/price/predict", json={"records": ROWS}).json()["predictions"]
+    per_column = {"id": "req-v2", "inputs": [
+        {"name": "x1", "shape": [3], "datatype": "FP64", "data": frame.x1.tolist()},
+        {"name": "x2", "shape": [3, 1], "datatype": "FP64", "data": [[v] for v in frame.x2]},
+        {"name": "cat", "shape": [3], "datatype": "BYTES", "data": frame.cat.tolist()}]}
+    answer = client.post("/v2/models/price/infer", json=per_column)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["model_name"], body["model_version"], body["id"]) == ("price", "toy/1", "req-v2")
+    assert body["outputs"][0]["name"] == "predict" and body["outputs"][0]["shape"] == [3]
+    assert body["outputs"][0]["data"] == pytest.approx(native)
+    metadata = client.get("/v2/models/price").json()
+    assert [i["name"] for i in metadata["inputs"]] == FEATURES and metadata["platform"] == "keel"
+    assert client.get("/v2/models/price/ready").json() == {"name": "price", "ready": True}
+    assert client.get("/v2/health/ready").status_code == 200 and client.get("/v2/health/live").json()["live"]
+    assert client.get("/v2/models/nope/ready").status_code == 404
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"inputs": []}, "inputs"),
+    ({"inputs": [{"name": "x1", "shape": [2], "datatype": "FP99", "data": [1, 2]}]}, "datatype"),
+    ({"inputs": [{"name": "x1", "shape": [3], "datatype": "FP64", "data": [1, 2]}]}, "shape [3]"),
+    ({"inputs": [{"name": "x1", "shape": [2], "datatype": "FP64", "data": [1, 2]},
+                 {"name": "x2", "shape": [1], "datatype": "FP64", "data": [1]}]}, "same number of rows"),
+    ({"inputs": [{"name": "t", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]}, "takes 3"),
+])
+def test_bad_v2_requests_get_a_structured_400(served, body, message) -> None:
+    _, client = served
+    answer = client.post("/v2/models/price/infer", json=body)
+    assert answer.status_code == 400, answer.text
+    assert message in answer.json()["error"]["message"]
+
+
+def test_deployment_changes_are_picked_up_without_a_restart(ws: keel.Workspace, tmp_path) -> None:
+    split = toy_world(ws, n=600)
+    first, second = register(ws, split), register(ws, split)
+    ws.deployments.create("price", first.name)
+    app = create_predictor_app(ws, log_folder=tmp_path / "log", reload_every_s=0.05, grace_s=0.1)
+
+    def until(check) -> None:
+        for _ in range(200):
+            if check():
+                return
+            time.sleep(0.02)
+        raise AssertionError("the change was not picked up")
+
+    with TestClient(app) as client:
+        ask = lambda name: client.post(f"/v1/endpoints/{name}/predict", json={"records": ROWS})  # noqa: E731
+        assert ask("price").json()["model"] == first.name
+        ws.deployments.shadow("price", second.name)
+        ws.deployments.promote("price")
+        until(lambda: ask("price").json()["model"] == second.name)
+        ws.deployments.create("fresh", first.name)  # created while serving: served too
+        until(lambda: ask("fresh").status_code == 200)
+        ws.deployments.delete("price")
+        until(lambda: ask("price").status_code == 404)
+        assert client.get("/readyz").json()["deployments"] == ["fresh"]
+
+
+def test_a_different_library_version_is_reported_and_refused_when_strict(served, ws, tmp_path, monkeypatch) -> None:
+    from keel.serving import loader
+
+    real = loader.metadata.version
+    monkeypatch.setattr(loader.metadata, "version", lambda name: "0.0.1" if name == "scikit-learn" else real(name))
+    with TestClient(create_predictor_app(ws, log_folder=tmp_path / "lenient")) as client:
+        ready = client.get("/readyz").json()
+        assert ready["ready"] and ready["requirement_drift"][0]["installed"] == "0.0.1"
+        assert 'keel_requirement_drift{installed="0.0.1"' in client.get("/metrics").text
+        assert client.post("/v1/endpoints/price/predict", json={"records": ROWS}).status_code == 200
+    strict = create_predictor_app(ws, ["price"], log_folder=tmp_path / "strict", strict_requirements=True)
+    with TestClient(strict) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "0.0.1" in ready.json()["problems"]["price"]
+        refused = client.post("/v1/endpoints/price/predict", json={"records": ROWS})
+        assert refused.status_code == 503 and "not loaded" in refused.json()["error"]["message"]

@@ -105,3 +105,43 @@ def test_a_request_that_does_not_fit_the_signature_is_the_clients_error_not_a_fa
     with pytest.raises(SignatureMismatch):
         endpoint.predict(FRAME, "k")
     assert fallback.calls == 0
+
+
+class Scorer:
+    """A ranker: scores each row by one column (higher first), or fails."""
+
+    def __init__(self, column: str, fail: bool = False) -> None:
+        self.column, self.fail = column, fail
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.fail:
+            raise ValueError("ranker down")
+        return frame[self.column].to_numpy()
+
+
+ITEMS = pd.DataFrame({"item": ["p", "q", "r", "s"], "up": [4.0, 3.0, 2.0, 1.0], "down": [1.0, 2.0, 3.0, 4.0]})
+
+
+def interleave_policy() -> dict[str, Any]:
+    return {"kind": "interleave", "arms": [{"name": "old", "model": "r/1", "weight": 1},
+                                           {"name": "new", "model": "r/2", "weight": 1}],
+            "fallbacks": [], "item_key": "item"}
+
+
+def test_interleaving_merges_both_rankings_and_credits_each_item_to_the_arm_that_drafted_it() -> None:
+    endpoint = Endpoint(deployment(interleave_policy()), {"r/1": Scorer("up"), "r/2": Scorer("down")})
+    answer = endpoint.predict(ITEMS, "user-7")
+    items, teams = answer.ranking["items"], answer.ranking["teams"]
+    assert sorted(items) == ["p", "q", "r", "s"] and set(teams) == {"old", "new"}
+    assert abs(teams.count("old") - teams.count("new")) <= 1
+    assert items[teams.index("old")] == "p" and items[teams.index("new")] == "s"  # each drafts its own top item
+    assert endpoint.predict(ITEMS, "user-7").ranking == answer.ranking  # the same key, the same list
+    endpoint.close()
+
+
+def test_interleaving_with_one_ranker_down_serves_the_others_ranking_and_says_why() -> None:
+    endpoint = Endpoint(deployment(interleave_policy()), {"r/1": Scorer("up"), "r/2": Scorer("down", fail=True)})
+    answer = endpoint.predict(ITEMS, "user-7")
+    assert answer.ranking == {"items": ["p", "q", "r", "s"], "teams": ["old"] * 4}
+    assert answer.served_by == "r/1" and "ranker down" in answer.reason
+    endpoint.close()

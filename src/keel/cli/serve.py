@@ -20,16 +20,26 @@ def serve(ctx: typer.Context,
                                                                           "active deployment)."),
           timeout_ms: int = typer.Option(1000, "--timeout-ms", min=1, help="Per-request time before a fallback "
                                                                            "answers."),
+          max_inflight: int = typer.Option(64, "--max-inflight", min=1, help="Requests a worker answers at once; "
+                                                                             "more get a fast 503 + Retry-After."),
+          trusted: bool = typer.Option(False, "--trusted", help="Load pickle packages (they run code when loaded)."),
+          strict_requirements: bool = typer.Option(False, "--strict-requirements", help="Refuse a model packaged "
+                                                   "with another version of its library than the one installed."),
           log_level: str = typer.Option("info", "--log-level")) -> None:
-    """Serve predictions: POST /v1/endpoints/{name}/predict, /invocations (MLflow formats), /healthz, /readyz,
-    /metrics. Every answer is in the prediction log (table `predictions`)."""
+    """Serve predictions: POST /v1/endpoints/{name}/predict, /invocations (MLflow formats), /v2/models/{name}/infer
+    (Open Inference Protocol), /healthz, /readyz, /metrics. Every answer is in the prediction log (table
+    `predictions`); deployment changes are picked up without a restart."""
     import uvicorn
 
     from keel.workspace import open_workspace
 
     root = str(open_workspace(state(ctx).workspace_path).root)  # fail here, not in a worker
     os.umask(0o077)
-    os.environ[_ENV] = json.dumps({"workspace": root, "deployments": deployment or [], "timeout_s": timeout_ms / 1e3})
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")  # models single-threaded: N workers on N cores do not fight
+    os.environ[_ENV] = json.dumps({"workspace": root, "deployments": deployment or [], "timeout_s": timeout_ms / 1e3,
+                                   "max_inflight": max_inflight, "trusted": trusted,
+                                   "strict_requirements": strict_requirements})
     uvicorn.run("keel.cli.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, server_header=False, timeout_graceful_shutdown=30)
 
@@ -41,4 +51,5 @@ def app_from_env() -> object:
 
     options = json.loads(os.environ[_ENV])
     return create_predictor_app(open_workspace(options["workspace"]), options["deployments"] or None,
-                                timeout_s=options["timeout_s"])
+                                timeout_s=options["timeout_s"], max_inflight=options["max_inflight"],
+                                trusted=options["trusted"], strict_requirements=options["strict_requirements"])

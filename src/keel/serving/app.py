@@ -1,10 +1,11 @@
 """The data plane (``keel serve``): deployments answering predictions over HTTP, every answer logged.
 
 ``POST /v1/endpoints/{name}/predict`` takes ``{"records": [...]}`` or ``{"columns": [...], "data": [[...]]}``;
-``POST /invocations`` (one deployment served) takes MLflow's scoring formats. Each answer names the version
-that computed it and is in the prediction log (write-ahead segments committed to the ``predictions`` table)
-before it goes out. ``/healthz`` answers while the process lives, ``/readyz`` once every model is loaded and has
-predicted once, ``/metrics`` is Prometheus text.
+``POST /invocations`` (one deployment served) takes MLflow's scoring formats; ``/v2/models/{name}/infer`` the
+Open Inference Protocol. Each answer names the version that computed it and is in the prediction log (write-ahead
+segments committed to the ``predictions`` table) before it goes out. ``/healthz`` answers while the process
+lives, ``/readyz`` once every model is loaded and has predicted once, ``/metrics`` is Prometheus text. Deployment
+changes are picked up while serving (keel/serving/loader.py); past ``max_inflight`` requests get a fast 503.
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ import pyarrow.compute as pc
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from threadpoolctl import threadpool_limits
 
 from keel.errors import InvalidInput, KeelError, NotFound, TooLarge
+from keel.logs import get_logger
 from keel.serving.endpoint import Answer, Endpoint
+from keel.serving.loader import EndpointSet
+from keel.serving.oip import frame_from_infer, infer_response, model_metadata
 from keel.serving.predlog import SEGMENT_COLUMN, SegmentLog
 from keel.serving.requests import frame_from_body, parse_json
 
@@ -57,11 +62,21 @@ class _Metrics:
                                   registry=self.registry)
         self.fallbacks = Counter("keel_fallbacks", "Answers by a fallback", ["deployment", "version"],
                                  registry=self.registry)
+        self.drift = Gauge("keel_requirement_drift", "1 for a model whose package recorded another version of its "
+                           "library than the one installed here", ["model", "package", "recorded", "installed"],
+                           registry=self.registry)
+
+
+_events = get_logger("keel.serve")
 
 
 def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder: Path | None = None,
-                         timeout_s: float = 1.0, commit_every_s: float = 1.0) -> FastAPI:
-    """An app serving ``names`` (default: every active deployment) from workspace ``ws``."""
+                         timeout_s: float = 1.0, commit_every_s: float = 1.0, reload_every_s: float = 1.0,
+                         max_inflight: int = 64, trusted: bool = False, strict_requirements: bool = False,
+                         grace_s: float = 30.0) -> FastAPI:
+    """An app serving ``names`` (default: every deployment, including ones created while it runs) from workspace
+    ``ws``. ``max_inflight``: requests answered at once before the next get a fast 503 with Retry-After;
+    ``reload_every_s``: how often deployment changes are picked up."""
     metrics = _Metrics()
     base = Path(ws.settings.root) / ".keel" / "serving"
     folder = log_folder or base / f"log-{uuid.uuid4().hex[:8]}"
@@ -71,48 +86,68 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
                           committed=lambda: _committed(ws), schema=LOG_SCHEMA)
 
     log = segment_log(folder)
-    state: dict[str, Any] = {"endpoints": {}, "ready": False}
     stop = threading.Event()
+    state: dict[str, Any] = {"ready": False, "inflight": 0}
 
     def shadow_logger(deployment: str) -> Any:
-        def on_shadow(model: str, key: str, output: Any, ms: float) -> None:
-            log.append([{"request_id": key, "at": datetime.now(UTC).isoformat(), "kind": "shadow",
+        def on_shadow(model: str, request_id: str, output: Any, ms: float) -> None:
+            log.append([{"request_id": request_id, "at": datetime.now(UTC).isoformat(), "kind": "shadow",
                          "deployment": deployment, "model": model, "served_by": model, "output": _jsonable(output),
                          "latency_ms": ms, "status": "error" if isinstance(output, Exception) else "ok"}])
 
         return on_shadow
 
-    def load() -> None:
-        chosen = names or [d.name for d in ws.deployments.list() if d.state == "active"]
-        endpoints = {}
-        for name in chosen:
-            deployment = ws.deployments.get(name)
-            models = {ref: ws.models.load(ref) for ref in deployment.models}
-            endpoints[name] = Endpoint(deployment, models, timeout_s=timeout_s, on_shadow=shadow_logger(name))
-        state["endpoints"] = endpoints
-        state["ready"] = True
+    served = EndpointSet(ws, names, timeout_s, shadow_logger, trusted=trusted,
+                         strict_requirements=strict_requirements, grace_s=grace_s)
 
-    def committer() -> None:
-        while not stop.wait(commit_every_s):
-            log.commit()
+    def refresh() -> None:
+        changed = served.refresh()
+        for name in changed:
+            endpoint = served.endpoints.get(name)
+            _events.info("deployment.loaded" if endpoint else "deployment.unloaded", deployment=name,
+                         version=endpoint.deployment.current.version if endpoint else None,
+                         models=sorted(endpoint.models) if endpoint else [])
+        for name, problem in served.problems.items():
+            _events.warning("deployment.not_loaded", deployment=name, problem=problem)
+        metrics.drift.clear()
+        for drift in served.drift:
+            metrics.drift.labels(drift.model, drift.package, drift.recorded, drift.installed or "missing").set(1)
+            _events.warning("model.requirement_drift", **drift.to_dict())
+
+    def background() -> None:
+        due = {"commit": time.monotonic() + commit_every_s, "refresh": time.monotonic() + reload_every_s}
+        while not stop.wait(max(0.0, min(due.values()) - time.monotonic())):
+            now = time.monotonic()
+            if now >= due["commit"]:
+                log.commit()
+                due["commit"] = now + commit_every_s
+            if now >= due["refresh"]:
+                try:
+                    refresh()
+                except Exception as exc:
+                    _events.warning("deployment.refresh_failed", error=f"{type(exc).__name__}: {exc}")
+                due["refresh"] = time.monotonic() + reload_every_s
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         held = _hold(folder)  # this process's log folder; a folder whose lock is free lost its process
+        limits = threadpool_limits(1)  # one core per worker for BLAS/OpenMP: two workers on two cores do not fight
         log.recover()
         for orphan, lock in _orphans(base, folder):
             with lock:  # held while its segments are committed: two starting workers never adopt the same one
                 segment_log(orphan).recover()
                 shutil.rmtree(orphan, ignore_errors=True)
-        load()
-        thread = threading.Thread(target=committer, name="keel-log-commit", daemon=True)
+        await run_in_threadpool(refresh)
+        state["ready"] = True
+        thread = threading.Thread(target=background, name="keel-serve-background", daemon=True)
         thread.start()
         yield
+        state["ready"] = False
         stop.set()
         thread.join(10)
-        for endpoint in state["endpoints"].values():
-            endpoint.close()
+        served.close()
         log.close()
+        limits.restore_original_limits()
         held.close()
 
     app = FastAPI(title="keel serve", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -121,7 +156,10 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
     async def keel_error(request: Request, exc: KeelError) -> JSONResponse:
         name = request.path_params.get("name", "-")
         metrics.rejections.labels(name, str(exc.http_status)).inc()
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+        _events.info("request.rejected", deployment=name, status=exc.http_status, error=exc.message[:300],
+                     request_id=request.headers.get("x-request-id"))
+        headers = {"Retry-After": "1"} if exc.http_status == 503 else None
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -129,8 +167,9 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
 
     @app.get("/readyz")
     def readyz() -> Response:
-        ready = state["ready"]
-        body = {"ready": ready, "deployments": sorted(state["endpoints"])}
+        ready = state["ready"] and not (names and any(n not in served.endpoints for n in names))
+        body = {"ready": ready, "deployments": sorted(served.endpoints), "problems": served.problems,
+                "requirement_drift": [d.to_dict() for d in served.drift]}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")
@@ -139,19 +178,71 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
 
     @app.post("/v1/endpoints/{name}/predict")
     async def predict(name: str, request: Request) -> Response:
-        return await _answer(request, name, mlflow=False)
+        endpoint = _endpoint(name)
+        payload = await _json(request)
+        frame = frame_from_body(payload, mlflow=False)
+        answer, request_id = await _serve(request, name, endpoint, frame, payload)
+        out: dict[str, Any] = {"predictions": answer.predictions.tolist(), "model": answer.served_by,
+                               "arm": answer.arm, "request_id": request_id}
+        if answer.ranking is not None:
+            out.update(ranking=answer.ranking["items"], teams=answer.ranking["teams"])
+        if answer.reason is not None:
+            out["fallback"] = {"chosen": answer.model, "reason": answer.reason}
+        return _json_response(out)
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
-        if len(state["endpoints"]) != 1:
+        if len(served.endpoints) != 1:
             raise InvalidInput("/invocations serves exactly one deployment; start `keel serve --deployment NAME`, "
                                "or post to /v1/endpoints/{name}/predict")
-        return await _answer(request, next(iter(state["endpoints"])), mlflow=True)
+        name = next(iter(served.endpoints))
+        endpoint = _endpoint(name)
+        payload = await _json(request)
+        answer, _ = await _serve(request, name, endpoint, frame_from_body(payload, mlflow=True), payload)
+        return _json_response({"predictions": answer.predictions.tolist()})
 
-    async def _answer(request: Request, name: str, *, mlflow: bool) -> Response:
-        endpoint = state["endpoints"].get(name)
+    @app.get("/v2")
+    def v2_server() -> dict[str, Any]:
+        return {"name": "keel", "version": _keel_version(), "extensions": []}
+
+    @app.get("/v2/health/live")
+    def v2_live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    def v2_ready() -> Response:
+        return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 503)
+
+    @app.get("/v2/models/{name}")
+    def v2_metadata(name: str) -> dict[str, Any]:
+        endpoint = _endpoint(name)
+        return model_metadata(name, sorted(endpoint.models), _signature(endpoint))
+
+    @app.get("/v2/models/{name}/ready")
+    def v2_model_ready(name: str) -> dict[str, Any]:
+        _endpoint(name)
+        return {"name": name, "ready": True}
+
+    @app.post("/v2/models/{name}/infer")
+    async def v2_infer(name: str, request: Request) -> Response:
+        endpoint = _endpoint(name)
+        payload = await _json(request)
+        signature = _signature(endpoint)
+        frame = frame_from_infer(payload, signature.columns if signature is not None else [])
+        answer, request_id = await _serve(request, name, endpoint, frame, payload,
+                                          request_id=payload.get("id") if isinstance(payload.get("id"), str) else None)
+        return _json_response(infer_response(name, answer.served_by, request_id, answer.predictions))
+
+    def _endpoint(name: str) -> Endpoint:
+        endpoint = served.endpoints.get(name)
         if endpoint is None:
-            raise NotFound(f"no deployment {name!r} is served here; served: {', '.join(state['endpoints']) or 'none'}")
+            problem = served.problems.get(name)
+            if problem:
+                raise NotReady(f"deployment {name!r} is not loaded: {problem}")
+            raise NotFound(f"no deployment {name!r} is served here; served: {', '.join(served.endpoints) or 'none'}")
+        return endpoint
+
+    async def _json(request: Request) -> Any:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "application/json":
             raise _UnsupportedMedia(f"send the body as application/json, not {kind or 'no content type'}")
@@ -161,30 +252,68 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         body = await request.body()
         if len(body) > MAX_BODY:
             raise TooLarge(f"the body is {len(body)} bytes; at most {MAX_BODY} are taken")
-        frame = frame_from_body(parse_json(body), mlflow=mlflow)
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        return parse_json(body)
+
+    async def _serve(request: Request, name: str, endpoint: Endpoint, frame: Any, payload: Any, *,
+                     request_id: str | None = None) -> tuple[Answer, str]:
+        """Answer ``frame`` and log it before returning: the one path every protocol shares."""
+        if state["inflight"] >= max_inflight:
+            raise Overloaded(f"{max_inflight} requests are being answered; retry in a second")
+        request_id = request_id or request.headers.get("x-request-id") or uuid.uuid4().hex
         sticky = endpoint.deployment.current.policy.get("sticky_key")
         key = request.headers.get("x-keel-key") or (str(frame[sticky].iloc[0]) if sticky in frame else request_id)
+        state["inflight"] += 1
         started = time.perf_counter()
-        answer: Answer = await run_in_threadpool(endpoint.predict, frame, key)
+        try:
+            answer: Answer = await endpoint.answer(frame, key, request_id)
+        finally:
+            state["inflight"] -= 1
         seconds = time.perf_counter() - started
-        record = {"request_id": request_id, "at": datetime.now(UTC).isoformat(), "kind": "primary",
-                  "deployment": name, "arm": answer.arm, "model": answer.model, "served_by": answer.served_by,
-                  "reason": answer.reason, "output": _jsonable(answer.predictions),
-                  "inputs": orjson.dumps(frame.to_dict(orient="records"), default=str).decode(),
-                  "latency_ms": answer.latency_ms, "status": "ok"}
-        await run_in_threadpool(log.append, [record])  # in the log before the answer goes out
+        records = payload.get("records") if isinstance(payload, dict) else None
+        inputs = records if isinstance(records, list) else frame.to_dict(orient="records")
+        output = answer.ranking if answer.ranking is not None else answer.predictions
+        log.append([{"request_id": request_id, "at": datetime.now(UTC).isoformat(), "kind": "primary",
+                     "deployment": name, "arm": answer.arm, "model": answer.model, "served_by": answer.served_by,
+                     "reason": answer.reason, "output": _jsonable(output),
+                     "inputs": orjson.dumps(inputs, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+                     "latency_ms": answer.latency_ms, "status": "ok"}])  # in the log before the answer goes out
         metrics.requests.labels(name, answer.arm, answer.served_by).inc()
         metrics.latency.labels(name, answer.arm, answer.served_by).observe(seconds)
         if answer.reason is not None:
             metrics.fallbacks.labels(name, answer.served_by).inc()
-        out = {"predictions": answer.predictions.tolist(), "model": answer.served_by, "arm": answer.arm,
-               "request_id": request_id}
-        if answer.reason is not None:
-            out["fallback"] = {"chosen": answer.model, "reason": answer.reason}
-        return Response(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+        return answer, request_id
 
     return app
+
+
+def _json_response(out: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY, default=str), media_type="application/json")
+
+
+def _signature(endpoint: Endpoint) -> Any:
+    primary = endpoint.policy.arms[0].model
+    return getattr(endpoint.models.get(primary), "signature", None)
+
+
+def _keel_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keel")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class Overloaded(KeelError):
+    """More requests than the worker answers at once: refused fast so the client retries elsewhere or later."""
+
+    http_status = 503
+    exit_code = 2
+
+
+class NotReady(KeelError):
+    http_status = 503
+    exit_code = 2
 
 
 class _UnsupportedMedia(KeelError):
