@@ -22,6 +22,7 @@ from keel.gates.service import GateService
 from keel.lineage import LineageService
 from keel.models.service import ModelService
 from keel.refs import parse_ref
+from keel.serving.batch import PredictionService
 from keel.serving.service import DeploymentService
 from keel.settings import CONFIG_FILE, STATE_DIR, Settings, find_workspace_root
 from keel.storage.artifacts import ArtifactStore
@@ -79,6 +80,7 @@ class Workspace:
         self.models.release_check = self.gates.release_check
         self.deployments = DeploymentService(self.db, self.models, self.lineage, self.audit, self.users, user,
                                              self.data)
+        self.predictions = PredictionService(self.db, self.data, self.models, self.lineage, self.audit, user)
 
     def acting_as(self, user: str) -> Workspace:
         """The same workspace (database, stores, metric buffer) with ``user`` acting: audit rows, approvals and

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from keel.cli import data, demo, deploy, features, gates, lineage, models, runs, serve, server, users
+from keel.cli import data, demo, deploy, features, gates, lineage, models, predict, runs, serve, server, users
 from keel.cli.context import CliState, console, err_console, print_report, state
 from keel.errors import KeelError
 from keel.logs import configure_logging
@@ -30,6 +30,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(server.tokens, name="tokens")
 app.command("server")(server.server)
 app.command("serve")(serve.serve)
+app.command("predict")(predict.predict)
 app.command("lineage")(lineage.lineage)
 app.command("audit")(lineage.audit)
 app.command("demo")(demo.demo)

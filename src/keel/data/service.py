@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -240,6 +240,16 @@ class DataService:
             columns = [c for c in version.schema if c != ROW_ID]
         wanted = [*columns, ROW_ID] if with_row_ids and ROW_ID not in columns else list(columns)
         return self._store.read(version.table, version.version, columns=wanted, where=where)
+
+    def read_batches(self, ref: str | Ref, *, columns: list[str] | None = None, rows: int = 65_536,
+                     with_row_ids: bool = False) -> Iterator[pa.Table]:
+        """Stream a version as tables of ``rows`` rows (the last one shorter), one chunk in memory at a time:
+        for work on tables larger than memory (batch scoring). The version is resolved now, not when read."""
+        version = self._readable(ref)
+        if columns is None:
+            columns = [c for c in version.schema if c != ROW_ID]
+        wanted = [*columns, ROW_ID] if with_row_ids and ROW_ID not in columns else list(columns)
+        return self._store.batches(version.table, version.version, columns=wanted, rows=rows)
 
     def read(self, ref: str | Ref, *, columns: list[str] | None = None, where: str | None = None) -> pd.DataFrame:
         return self.read_arrow(ref, columns=columns, where=where).to_pandas()

@@ -1,9 +1,9 @@
 """RemoteWorkspace: ``keel.open("http://host:8080", token=...)`` — a workspace whose services talk to a server.
 
 It offers the embedded Workspace's services under the same names (``ws.data``, ``ws.features``, ``ws.runs``,
-``ws.models``, ``ws.gates``, ``ws.deployments``, ``ws.lineage``, ``ws.audit``, ``ws.users``, ``ws.tokens``), with
-the same methods and return types for what the server exposes, so the same user code runs embedded and remote.
-Every request acts as the user the token names; the server enforces that user's role.
+``ws.models``, ``ws.gates``, ``ws.deployments``, ``ws.predictions``, ``ws.lineage``, ``ws.audit``, ``ws.users``,
+``ws.tokens``), with the same methods and return types for what the server exposes, so the same user code runs
+embedded and remote. Every request acts as the user the token names; the server enforces that user's role.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from keel.remote.deployments import RemoteDeploymentService
 from keel.remote.features import RemoteFeatureService
 from keel.remote.gates import RemoteGateService
 from keel.remote.models import RemoteModelService
+from keel.remote.predictions import RemotePredictionService
 from keel.remote.runs import RemoteRunService
 
 __all__ = ["RemoteWorkspace"]
@@ -43,6 +44,7 @@ class RemoteWorkspace:
         self.runs.model_logger = self.models.log_model
         self.gates = RemoteGateService(self._client)
         self.deployments = RemoteDeploymentService(self._client)
+        self.predictions = RemotePredictionService(self._client)
         self.lineage = RemoteLineage(self._client)
         self.audit = RemoteAudit(self._client)
         self.users = RemoteUsers(self._client)

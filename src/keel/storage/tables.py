@@ -14,7 +14,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -34,6 +34,7 @@ __all__ = ["Commit", "TableStore", "TransactionExists", "query_arrow", "utc_labe
 WriteMode = Literal["append", "overwrite"]
 COMMIT_ID = "keel.commit_id"
 COMMIT_ATTEMPTS = 5
+SCAN_BATCH_ROWS = 1 << 20  # a chunk of more rows is put together from batches of this many
 
 
 class TransactionExists(Exception):
@@ -188,12 +189,7 @@ class TableStore:
     ) -> pa.Table:
         """Read a version; only the named columns and only files that can match ``where`` are read."""
         dataset = self.dataset(name, version)
-        if columns is not None:
-            missing = [c for c in columns if c not in dataset.schema.names]
-            if missing:
-                raise InvalidInput(
-                    f"table {name!r} has no column(s) {', '.join(missing)}; it has {', '.join(dataset.schema.names)}"
-                )
+        _check_columns(name, dataset, columns)
         if where is None:
             return dataset.to_table(columns=columns)
         select = ", ".join(_quote(c) for c in columns) if columns is not None else "*"
@@ -201,6 +197,21 @@ class TableStore:
             return query_arrow(f"SELECT {select} FROM t WHERE {where}", t=dataset)
         except duckdb.Error as exc:  # the filter is the user's SQL: any failure of it is theirs to fix
             raise InvalidInput(f"filter {where!r} failed: {str(exc).splitlines()[0]}") from None
+
+    def batches(self, name: str, version: int | None = None, *, columns: list[str] | None = None,
+                rows: int = 65_536) -> Iterator[pa.Table]:
+        """Stream a version as tables of exactly ``rows`` rows (the last one may be shorter), in file order.
+
+        Memory holds about one chunk: the scan reads no file or batch ahead, and a chunk is sliced out of the
+        batches read so far (zero copy), so the caller's chunks do not depend on how the files were written.
+        """
+        if rows < 1:
+            raise InvalidInput(f"a chunk holds at least one row, not {rows}")
+        dataset = self.dataset(name, version)
+        _check_columns(name, dataset, columns)
+        scan = dataset.to_batches(columns=columns, batch_size=min(rows, SCAN_BATCH_ROWS), batch_readahead=0,
+                                  fragment_readahead=0)
+        return _rechunk(scan, rows)
 
     def files(self, name: str, version: int | None = None) -> list[str]:
         return self.open(name, version).file_uris()
@@ -274,6 +285,33 @@ def query_arrow(sql: str, **sources: Any) -> pa.Table:
     finally:
         for key in sources:
             con.unregister(key)
+
+
+def _check_columns(name: str, dataset: pads.Dataset, columns: list[str] | None) -> None:
+    if columns is not None:
+        missing = [c for c in columns if c not in dataset.schema.names]
+        if missing:
+            raise InvalidInput(
+                f"table {name!r} has no column(s) {', '.join(missing)}; it has {', '.join(dataset.schema.names)}"
+            )
+
+
+def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Batches of any sizes as tables of ``rows`` rows (the last one shorter), holding at most one chunk."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending)
 
 
 def _readable(data: pa.Table | Callable[[], pa.RecordBatchReader]) -> pa.Table | pa.RecordBatchReader:
