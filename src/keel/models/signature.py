@@ -11,6 +11,7 @@ Floats where integers were trained are refused unless every value is whole: a si
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +71,26 @@ class Signature:
 
 def column_type(series: pd.Series) -> str:
     """The coarse keel type of a pandas column."""
-    dtype = series.dtype
+    return dtype_type(series.dtype, series.name)
+
+
+def dtype_type(dtype: Any, name: Any = None) -> str:
+    """The coarse keel type of a pandas dtype (``name``: the column's, for the error). Remembered per dtype: the
+    request path asks it for every column of every request."""
+    try:
+        return _DTYPE_TYPES[dtype]
+    except (KeyError, TypeError):
+        pass
+    found = _dtype_type(dtype, name)
+    with contextlib.suppress(TypeError):  # an unhashable dtype is classified every time
+        _DTYPE_TYPES[dtype] = found
+    return found
+
+
+_DTYPE_TYPES: dict[Any, str] = {}
+
+
+def _dtype_type(dtype: Any, name: Any) -> str:
     if pd.api.types.is_bool_dtype(dtype):
         return "boolean"
     if pd.api.types.is_integer_dtype(dtype):
@@ -82,7 +102,7 @@ def column_type(series: pd.Series) -> str:
     if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype) \
             or pd.api.types.is_object_dtype(dtype):
         return "string"
-    raise InvalidInput(f"column {series.name!r} has type {dtype}, which a model signature cannot describe; "
+    raise InvalidInput(f"column {name!r} has type {dtype}, which a model signature cannot describe; "
                        "convert it to a number, boolean, string or datetime column")
 
 
@@ -142,10 +162,11 @@ def check_frame(data: Any, signature: Signature, *, extra: str = "drop") -> pd.D
     if extras and extra == "error":
         problems.append(f"unexpected column(s) {', '.join(extras)} (the model was not trained on them)")
     casts: dict[Any, str] = {}
+    dtypes = dict(zip(names, frame.dtypes, strict=True))  # a duplicated name keeps one; it is refused anyway
     for col in signature.inputs:
         if col.name in missing or col.name in duplicated:
             continue
-        problem, cast = _check_column(frame[label[col.name]], col)
+        problem, cast = _check_column(frame, label[col.name], dtypes[col.name], col)
         if problem:
             problems.append(problem)
         elif cast:
@@ -153,20 +174,23 @@ def check_frame(data: Any, signature: Signature, *, extra: str = "drop") -> pd.D
     if problems:
         raise SignatureMismatch("the input does not fit the model's signature: " + "; ".join(problems),
                                 details={"problems": problems, "expected": signature.to_dict()["inputs"]})
+    if names == signature.columns and not casts:
+        return frame  # already the model's columns in the model's order (the request path's usual case): no copy
     out = frame[[label[name] for name in signature.columns]]
     return out.astype(casts) if casts else out
 
 
-def _check_column(series: pd.Series, expected: ColumnType) -> tuple[str | None, str | None]:
-    """(problem, cast to apply) for one column."""
+def _check_column(frame: pd.DataFrame, label: Any, dtype: Any, expected: ColumnType) -> tuple[str | None, str | None]:
+    """(problem, cast to apply) for one column; its values are read only when its dtype alone cannot decide."""
     try:
-        actual = column_type(series)
+        actual = dtype_type(dtype, label)
     except InvalidInput as exc:
         return exc.message, None
     if actual == expected.type:
         return None, None
     if expected.type == "float" and actual == "integer":
         return None, "float64"
+    series = frame[label]
     if expected.type == "integer" and actual == "float":
         values = series.to_numpy(dtype="float64", na_value=np.nan)
         finite = values[~np.isnan(values)]
