@@ -40,9 +40,13 @@ def function_json(function: Callable[..., Any], owner: str) -> dict[str, Any]:
 def resolve_function(spec: dict[str, Any], owner: str, known: dict[str, Callable[..., Any]], *,
                      changed: str) -> Callable[..., Any]:
     """The function ``spec`` names: one of ``known`` (by ``module:name``), else imported again; its source
-    must still be the one stored (``changed`` says what to do when it is not)."""
+    must still be the one stored (``changed`` says what to do when it is not). A function found and checked once
+    is kept in ``known`` beside its hash: reading and hashing its source again costs more than most calls of it."""
     key = f"{spec['module']}:{spec['name']}"
     function = known.get(key)
+    checked = known.get(f"{key}@sha256:{spec['sha256']}")
+    if checked is not None and (function is None or function is checked):
+        return checked
     if function is None:
         module = sys.modules.get(spec["module"])
         if module is None:
@@ -60,6 +64,7 @@ def resolve_function(spec: dict[str, Any], owner: str, known: dict[str, Callable
             raise InvalidInput(f"{owner}: {spec['module']} has no function {spec['name']} any more; {changed}")
     if function_json(function, owner)["sha256"] != spec["sha256"]:
         raise InvalidInput(f"{owner}: {spec['name']} changed since it was stored; {changed}")
+    known[f"{key}@sha256:{spec['sha256']}"] = function
     return function
 
 

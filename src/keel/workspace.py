@@ -79,7 +79,7 @@ class Workspace:
                                  user, self.settings.root)
         self.models.release_check = self.gates.release_check
         self.deployments = DeploymentService(self.db, self.models, self.lineage, self.audit, self.users, user,
-                                             self.data)
+                                             self.data, self.runs)
         self.predictions = PredictionService(self.db, self.data, self.models, self.lineage, self.audit, user)
 
     def acting_as(self, user: str) -> Workspace:

@@ -73,15 +73,18 @@ class Load:
                     self.replies.append(reply.json())
 
 
-def _logged(ws: keel.Workspace, name: str, n: int, since: datetime, timeout_s: float = 30) -> None:
-    """Wait until the server has committed ``n`` primary rows of ``name`` since ``since``."""
+def _logged(ws: keel.Workspace, name: str, n: int, since: datetime, arms: tuple[str, ...] = ("stable", "canary"),
+            timeout_s: float = 30) -> None:
+    """Wait until the server has committed ``n`` rows of ``name`` answered by ``arms`` since ``since`` (requests
+    answered by the previous policy until the server picked the change up are not the ones to count)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             log = ws.data.read("predictions")
         except NotFound:  # not committed yet
             log = None
-        if log is not None and ((log.deployment == name) & (log.kind == "primary") & (log["at"] >= since)).sum() >= n:
+        if log is not None and ((log.deployment == name) & (log.kind == "primary") & (log["at"] >= since)
+                                & log.arm.isin(arms)).sum() >= n:
             return
         time.sleep(0.2)
     raise AssertionError(f"the log did not reach {n} rows for {name} in {timeout_s} s")
@@ -156,7 +159,7 @@ def test_a_canary_advances_and_is_promoted_and_a_bad_one_is_rolled_back_on_the_r
             _await_policy(port, "price", {"canary"})
             since = ws.deployments.get("price").current.at
             _traffic(port, "price", 60)
-            _logged(ws, "price", 60, since)
+            _logged(ws, "price", 60, since, arms=("canary",))
             assert ws.deployments.check_canary("price", now=datetime.now(UTC) + timedelta(seconds=5)).action \
                 == "promote"
             _await_policy(port, "price", {"primary"})
@@ -170,7 +173,7 @@ def test_a_canary_advances_and_is_promoted_and_a_bad_one_is_rolled_back_on_the_r
             assert failed_over and all(a["model"] == one and "broken" in a["fallback"]["reason"] for a in failed_over)
             _logged(ws, "price", 200, since)
             decision = ws.deployments.check_canary("price", now=datetime.now(UTC) + timedelta(seconds=5))
-            assert decision.action == "rollback" and "error_rate" in decision.reason
+            assert decision.action == "rollback" and "error_rate" in decision.reason, decision
             _await_policy(port, "price", {"primary"})
             assert {a["model"] for a in _traffic(port, "price", 20)} == {two}
             assert ws.deployments.history("price")[-1].action == "rollback"

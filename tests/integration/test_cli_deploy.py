@@ -6,8 +6,10 @@ line. The same commands work against a server.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from remote_server import start_team
 from test_cli import Run, concurrently, keel_cli, ok, user_error
@@ -16,6 +18,7 @@ import keel
 from gates_helpers import register, toy_world
 from keel.cli.deploy import parse_duration
 from keel.errors import InvalidInput
+from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE
 
 
 @pytest.fixture
@@ -95,6 +98,50 @@ def test_bad_input_is_one_error_line_and_exit_2(built: Path) -> None:
         assert len(ws.deployments.history("api")) == 1
 
 
+def log_answers(root: Path, name: str, outputs: list[float]) -> None:
+    """Answered requests r0, r1, ... of endpoint ``name`` in the prediction log, as ``keel serve`` writes them."""
+    now = datetime.now(UTC)
+    rows = [{"request_id": f"r{i}", "at": now, "kind": "primary", "deployment": name, "arm": "primary",
+             "model": "toy/1", "served_by": "toy/1", "output": json.dumps([v]), "latency_ms": 2.0 + i, "status": "ok"}
+            for i, v in enumerate(outputs)]
+    with keel.open(root) as ws:
+        ws.data.write_batches([pa.Table.from_pylist(rows, schema=LOG_SCHEMA)], LOG_TABLE)
+
+
+def test_report_and_feedback(built: Path) -> None:
+    here = built.parent
+    log_answers(built, "api", [10.0, 20.0, 30.0, 40.0])
+    assert ok(deploy("feedback", "api", "--request-id", "r0", "--label", "12", cwd=here)).out.strip() == \
+        "recorded 1 feedback item(s) for api"
+    lines = here / "feedback.jsonl"
+    lines.write_text('{"request_id": "r1", "label": 21}\n\n{"request_id": "r2", "label": 33}\n'
+                     '{"request_id": "lost", "outcome": 1}\n')
+    assert "recorded 3 feedback" in ok(deploy("feedback", "api", "--file", lines, cwd=here)).out
+    table, as_json = concurrently(*(lambda args=args: deploy(*args, cwd=here) for args in (
+        ("report", "api"), ("report", "api", "--format", "json", "--since", "1h"))))
+    out = ok(table).out
+    assert out.startswith("deployment:api@1 single: 4 request(s) from ") and "toy/1" in out
+    assert "mae 2 [" in out and "(3)" in out and "1 request id(s) unmatched" in out
+    found = json.loads(ok(as_json).out)
+    arm = found["arms"][0]
+    assert (arm["requests"], arm["metric"]["name"], arm["metric"]["n"]) == (4, "mae", 3)
+    assert arm["metric"]["value"] == pytest.approx(2.0) and found["feedback"]["unmatched"] == 1
+    bad = concurrently(*(lambda args=args: deploy(*args, cwd=here) for args in (
+        ("feedback", "api", "--request-id", "r1"),
+        ("feedback", "api", "--request-id", "r1", "--label", "3", "--outcome", "1"),
+        ("feedback", "api", "--request-id", "r1", "--outcome", "high"),
+        ("feedback", "api", "--file", here / "missing.jsonl"),
+        ("feedback", "api", "--file", lines, "--request-id", "r1"),
+        ("feedback", "nope", "--request-id", "r1", "--outcome", "1"),
+        ("report", "api", "--since", "yesterday"),
+        ("report", "nope"),
+    )))
+    fragments = ["exactly one of --label", "exactly one of --label", "outcome must be a finite number",
+                 "cannot read", "not both", "no deployment 'nope'", "ISO time", "no deployment 'nope'"]
+    for run, fragment in zip(bad, fragments, strict=True):
+        user_error(run, fragment)
+
+
 def test_durations() -> None:
     assert [parse_duration(t) for t in ("30s", "10m", "1h", "2d", "90", "1.5h")] == [30, 600, 3600, 172800, 90,
                                                                                      5400]
@@ -114,7 +161,12 @@ def test_the_same_commands_work_against_a_server(tmp_path: Path) -> None:
 
         ok(remote("create", "api", "--model", "toy/1"))
         ok(remote("canary", "api", "--candidate", "toy/2", "--steps", "10,100", "--interval", "1h"))
+        assert ok(remote("watch", "--once")).out.startswith("api: wait: ")  # the controller's pass, at the server
         user_error(remote("pause", "api", role="viewer"), "viewer")
+        ok(remote("feedback", "api", "--request-id", "r0", "--outcome", "1"))
+        user_error(remote("feedback", "api", "--request-id", "r0", "--outcome", "1", role="viewer"), "viewer")
+        assert json.loads(ok(remote("report", "api", "--format", "json", role="viewer")).out)["feedback"] == {
+            "rows": 1, "matched": 0, "unmatched": 1}
         assert "deployment:api@3 single" in ok(remote("promote", "api")).out
         assert [v.action for v in team.ws.deployments.history("api")] == ["create", "canary", "promote"]
         assert team.ws.deployments.get("api").current.by == "dev"

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from remote_server import Team, start_team
 
 from gates_helpers import register, toy_world
 from keel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from keel.remote.deployments import RemoteDeploymentService
+from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE
 from keel.serving.model import Deployment, DeploymentVersion
 from keel.serving.service import DeploymentService
 
@@ -103,6 +107,40 @@ def test_the_same_rules_hold_embedded_and_remote(team: Team) -> None:
     finally:
         for ws in (developer, approver, viewer):
             ws.close()
+
+
+def test_feedback_and_reports_are_the_same_embedded_and_remote(team: Team) -> None:
+    embedded, remote, viewer = team.embedded("developer"), team.remote("developer"), team.remote("viewer")
+    try:
+        remote.deployments.create("api", "toy/1")
+        remote.deployments.ab("api", {"a": ("toy/1", 50), "b": ("toy/2", 50)})
+        now = datetime.now(UTC)
+        rows = [{"request_id": f"r{i}", "at": now, "kind": "primary", "deployment": "api", "arm": "ab"[i % 2],
+                 "model": f"toy/{1 + i % 2}", "served_by": f"toy/{1 + i % 2}", "output": f"[{float(i)}]",
+                 "latency_ms": 1.0 + i, "status": "ok"} for i in range(40)]
+        team.ws.data.write_batches([pa.Table.from_pylist(rows, schema=LOG_SCHEMA)], LOG_TABLE)
+        labels = np.arange(40) + np.where(np.arange(40) % 2, 3.0, 1.0)  # numpy values, as users have them
+        done = remote.deployments.feedback("api", [{"request_id": f"r{i}", "label": labels[i]} for i in range(40)])
+        assert done == embedded.deployments.feedback("api", [{"request_id": "r0", "outcome": np.int64(1)}]) | {
+            "accepted": 40}
+        for since in (None, "1h", now - timedelta(minutes=5)):
+            there, here = remote.deployments.report("api", since=since), embedded.deployments.report("api", since=since)
+            clock = {"until": there["until"], "since": there["since"] if since == "1h" else here["since"]}
+            assert there == here | clock  # a duration is counted back from each one's now
+        b = viewer.deployments.report("api")["arms"][1]
+        assert (b["metric"]["name"], b["metric"]["value"], b["vs_control"]["difference"]) == ("mae", 3.0, 2.0)
+        for ws in (remote, embedded):
+            with pytest.raises(InvalidInput, match="feedback item 0: outcome must be a finite number"):
+                ws.deployments.feedback("api", [{"request_id": "r1", "outcome": float("nan")}])
+            with pytest.raises(NotFound):
+                ws.deployments.report("nope")
+            with pytest.raises(InvalidInput, match="ISO time"):
+                ws.deployments.report("api", since="last week")
+        with pytest.raises(PermissionDenied):
+            viewer.deployments.feedback("api", [{"request_id": "r1", "outcome": 1}])
+    finally:
+        remote.close()
+        viewer.close()
 
 
 def test_the_remote_service_has_every_method_of_the_embedded_one_with_the_same_parameters() -> None:

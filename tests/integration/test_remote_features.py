@@ -156,6 +156,10 @@ def test_what_cannot_work_through_a_server_says_so_and_errors_are_the_same_class
                 ws.features.online(["driver_stats:nope"], [{"driver_id": 1}])
             with pytest.raises(InvalidInput):
                 ws.features.online(FEATURES, [{"driver": 1}])
+            with pytest.raises(NotFound, match="no version 99"):  # a pinned view version (a model's) must exist
+                ws.features.online(FEATURES, [{"driver_id": 1}], versions={VIEW: 99})
+            pinned = ws.features.online(FEATURES, [{"driver_id": 1}], versions={VIEW: 1})
+            assert pinned.features == ["trips_today", "rating"] and pinned.statuses["rating"] == ["missing"]
             with pytest.raises(NotFound):
                 ws.features.get_training_set("nope")
             with pytest.raises(InvalidInput, match="never materialised"):

@@ -4,13 +4,17 @@ a create → shadow → canary → promote → rollback walk, and bad input as a
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from gates_helpers import register, toy_world  # tests/ is on sys.path
 from keel.server.security import PERMISSIONS, api_routes, permission_of
+from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE
 from keel.users import ROLES
 
 from .conftest import Server
@@ -57,6 +61,9 @@ def _requests() -> list[tuple[str, str, dict[str, Any] | None, str]]:
         ("POST", "/deployments/api/interleave", {"variants": {"a": "toy/1", "b": "toy/2"}}, "write"),
         ("POST", "/deployments/api/canary", {"candidate": "toy/2", "steps": [5, 50, 100], "interval_s": 60}, "write"),
         ("POST", "/deployments/api/check-canary", None, "write"),
+        ("POST", "/canary-checks", None, "write"),
+        ("POST", "/deployments/api/feedback", {"items": [{"request_id": "r1", "outcome": 1}]}, "write"),
+        ("GET", "/deployments/api/report", None, "read"),
         ("POST", "/deployments/api/rollback", {}, "write"),
         ("POST", "/deployments/api/pause", {"reason": "incident"}, "write"),
         ("POST", "/deployments/api/resume", None, "write"),
@@ -148,3 +155,34 @@ def test_production_needs_an_approval_or_an_approvers_override(toy: Server) -> N
     made = _ok(_call(toy, "POST", "/deployments", "approver", {**body, "override": True, "reason": "hotfix"}), 201)
     assert made["production"] and made["current"]["by"] == "approver-user"
     assert toy.ws.audit.list(action="deployment.create", limit=1)[0].actor == "approver-user"
+
+
+def test_feedback_and_the_report(toy: Server) -> None:
+    _ok(_call(toy, "POST", "/deployments", "developer", {"name": "api", "model": "toy/1"}), 201)
+    now = datetime.now(UTC)
+    rows = [{"request_id": f"r{i}", "at": now, "kind": "primary", "deployment": "api", "arm": "primary",
+             "model": "toy/1", "served_by": "toy/1", "output": json.dumps([10.0 * i]), "latency_ms": 1.0,
+             "status": "ok"} for i in range(4)]
+    toy.ws.data.write_batches([pa.Table.from_pylist(rows, schema=LOG_SCHEMA)], LOG_TABLE)
+    items = [{"request_id": "r0", "label": 1}, {"request_id": "r1", "label": 12.5}, {"request_id": "r2",
+                                                                                     "outcome": 4}]
+    assert _ok(_call(toy, "POST", "/deployments/api/feedback", "developer", {"items": items})) == {
+        "deployment": "api", "accepted": 3}
+    found = _ok(_call(toy, "GET", "/deployments/api/report", "viewer"))
+    assert found == toy.ws.deployments.report("api") | {"until": found["until"]}
+    arm = found["arms"][0]
+    assert (arm["requests"], arm["metric"]["name"], arm["metric"]["value"]) == (4, "outcome", 4.0)
+    assert next(m for m in arm["metrics"] if m["name"] == "mae")["value"] == pytest.approx(1.75)
+    assert _ok(_call(toy, "GET", "/deployments/api/report", "viewer", since="1h"))["requests"] == 4
+    for body in ({"items": []}, {"items": [{"request_id": "r0"}]}, {"items": [{"request_id": "r0", "outcome": "x"}]},
+                 {"items": ["r0"]}, {"items": [{"request_id": "r0", "label": 1}], "extra": 1}, {},
+                 {"items": [{"request_id": "r0", "label": 1, "outcome": 1}]}):
+        _error(_call(toy, "POST", "/deployments/api/feedback", "developer", body), 400, "InvalidInput")
+    message = _error(_call(toy, "POST", "/deployments/api/feedback", "developer",
+                           {"items": [{"request_id": "r0", "label": 1}, {"request_id": "", "label": 1}]}), 400)
+    assert message["message"].startswith("feedback item 1: request_id")
+    _error(_call(toy, "POST", "/deployments/nope/feedback", "developer", {"items": items}), 404, "NotFound")
+    for since in ("yesterday", "2999-01-01", "x" * 65):
+        _error(_call(toy, "GET", "/deployments/api/report", "viewer", since=since), 400, "InvalidInput")
+    _error(_call(toy, "GET", "/deployments/nope/report", "viewer"), 404, "NotFound")
+    assert toy.ws.deployments.report("api")["feedback"]["rows"] == 3  # nothing refused was written

@@ -5,9 +5,14 @@ back, pause; read their status and history. Each change is a new policy version 
 from __future__ import annotations
 
 import re
+import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import orjson
 import typer
+from rich.markup import escape
 
 from keel.cli.context import console, print_json, print_table, state
 from keel.errors import InvalidInput
@@ -79,11 +84,13 @@ def canary(ctx: typer.Context, name: str = NAME,
 @app.command()
 def interleave(ctx: typer.Context, name: str = NAME,
                variant: list[str] = typer.Option(..., "--variant", help="ARM=MODEL, e.g. a=rank/2; give two."),
+               item_key: str = typer.Option(None, "--item-key", help="The column naming a request's items "
+                                                                     "(default: their position)."),
                override: bool = OVERRIDE, reason: str = REASON, fmt: str = FORMAT) -> None:
-    """Merge two ranking models' results per request (team-draft interleaving)."""
+    """Merge two ranking models' results per request (team-draft interleaving); a request's rows are the items."""
     _check_format(fmt)
     variants = {arm: ref for arm, ref in (_arm(v) for v in variant)}
-    _print(_deployments(ctx).interleave(name, variants, override=override, reason=reason), fmt)
+    _print(_deployments(ctx).interleave(name, variants, item_key=item_key, override=override, reason=reason), fmt)
 
 
 @app.command()
@@ -107,6 +114,24 @@ def history(ctx: typer.Context, name: str = NAME, fmt: str = FORMAT) -> None:
                   v.reason or "") for v in versions])
 
 
+@app.command()
+def watch(ctx: typer.Context,
+          every: str = typer.Option("30s", "--every", help="Time between passes (30s, 5m)."),
+          once: bool = typer.Option(False, "--once", help="One pass, then exit (for cron)."),
+          min_requests: int = typer.Option(20, "--min-requests", min=1, help="Canary requests needed to judge.")
+          ) -> None:
+    """The canary controller: every interval, judge each active canary's guardrails and advance, promote or roll
+    back (each decision recorded in the deployment's history)."""
+    seconds = parse_duration(every)
+    while True:
+        decisions = _deployments(ctx).check_canaries(min_requests=min_requests)
+        for name, decision in decisions.items():
+            console.print(f"{name}: {decision.action}: {decision.reason}", markup=False)
+        if once:
+            return
+        time.sleep(seconds)
+
+
 @app.command("check-canary")
 def check_canary(ctx: typer.Context, name: str = NAME,
                  min_requests: int = typer.Option(20, "--min-requests", min=1, help="Canary requests needed to judge."),
@@ -118,6 +143,46 @@ def check_canary(ctx: typer.Context, name: str = NAME,
         print_json(decision.to_dict())
         return
     console.print(f"{decision.action}: {decision.reason}", markup=False)
+
+
+@app.command()
+def report(ctx: typer.Context, name: str = NAME,
+           since: str = typer.Option(None, "--since", help="From when: an ISO time (2024-05-01T00:00Z) or a "
+                                     "duration back from now (30m, 6h, 7d); default: since the current policy."),
+           fmt: str = FORMAT) -> None:
+    """Per arm: traffic, latency, fallbacks, predictions, and metrics from feedback with confidence intervals and
+    a test against the control; the sample ratio check; shadow agreement; the interleaving preference."""
+    _check_format(fmt)
+    found = _deployments(ctx).report(name, since=since)
+    if fmt == "json":
+        print_json(found)
+        return
+    _print_report(found)
+
+
+@app.command()
+def feedback(ctx: typer.Context, name: str = NAME,
+             request_id: str = typer.Option(None, "--request-id", help="The request_id the prediction answered with."),
+             label: str = typer.Option(None, "--label", help="What was true: a number or a class."),
+             outcome: str = typer.Option(None, "--outcome", help="What it was worth: 1/0 (a conversion), revenue."),
+             chosen: list[str] = typer.Option(None, "--chosen", help="An item the user picked from an interleaved "
+                                              "list; repeat."),
+             file: Path = typer.Option(None, "--file", help="Many items: JSON lines (or a JSON list) of "
+                                       '{"request_id": ..., "label"|"outcome"|"chosen": ...}.')) -> None:
+    """Record feedback on answered requests (labels, outcomes, interleaving clicks); the report joins it.
+    Values read as JSON when they parse (--label 3.5 is a number, --label '"3"' a string), else as text."""
+    given = {k: v for k, v in (("label", label), ("outcome", outcome), ("chosen", chosen or None)) if v is not None}
+    if file is not None:
+        if request_id is not None or given:
+            raise InvalidInput("give --file, or --request-id with one of --label, --outcome, --chosen; not both")
+        items = _feedback_file(file)
+    elif request_id is None or len(given) != 1:
+        raise InvalidInput("give --request-id with exactly one of --label, --outcome, --chosen (or --file)")
+    else:
+        key, value = next(iter(given.items()))
+        items = [{"request_id": request_id, key: [_value(v) for v in value] if key == "chosen" else _value(value)}]
+    done = _deployments(ctx).feedback(name, items)
+    console.print(f"recorded {done['accepted']} feedback item(s) for {name}", markup=False)
 
 
 @app.command()
@@ -211,6 +276,35 @@ def _weighted(values: list[str]) -> dict[str, tuple[str, float]]:
     return out
 
 
+def _value(text: str) -> Any:
+    """A command-line value as JSON when it parses as a scalar (3.5, true, "3"), else as the text itself."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    return value if isinstance(value, str | int | float | bool) else text
+
+
+def _feedback_file(path: Path) -> list[Any]:
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"--file {str(path)!r}: cannot read it ({exc.strerror})") from None
+    if text.lstrip().startswith(b"["):
+        try:
+            return list(orjson.loads(text))
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"--file {str(path)!r}: not JSON ({exc})") from None
+    items = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                raise InvalidInput(f"--file {str(path)!r}: line {number} is not JSON") from None
+    return items
+
+
 # -- printing -----------------------------------------------------------------------------------------------
 
 def _deployments(ctx: typer.Context) -> Any:
@@ -268,3 +362,76 @@ def _duration(seconds: float) -> str:
         if seconds >= _UNITS[unit] and seconds % _UNITS[unit] == 0:
             return f"{seconds / _UNITS[unit]:g}{unit}"
     return f"{seconds:g}s"
+
+
+def _print_report(found: dict[str, Any]) -> None:
+    since, until = (datetime.fromisoformat(found[k]) for k in ("since", "until"))
+    console.print(f"deployment:{found['deployment']}@{found['version']} {found['kind']}: {found['requests']} "
+                  f"request(s) from {since:%Y-%m-%d %H:%M:%S} to {until:%Y-%m-%d %H:%M:%S} UTC", markup=False,
+                  soft_wrap=True)
+    _table(None, ["arm", "model", "target", "share", "requests", "p50 ms", "p99 ms", "fallbacks",
+                  "prediction mean [p05, p95]", "metric [95% CI] (n)", "vs control [95% CI] p"],
+           [(a["arm"], a["model"], _pct(a["target_share"]), _pct(a["share"]), a["requests"], _g(a["p50_ms"]),
+             _g(a["p99_ms"]), _pct(a["error_rate"]), _spread(a["prediction"]), _metric(a["metric"]),
+             _versus(a["vs_control"])) for a in found["arms"]])
+    srm = found["srm"]
+    if srm is not None:
+        observed = ", ".join(f"{arm} {n} (expected {srm['expected'][arm]:.0f})" for arm, n in srm["observed"].items())
+        verdict = ("MISMATCH: the split or the logging is broken; do not trust the differences" if srm["mismatch"]
+                   else "as targeted")
+        console.print(f"sample ratio: {observed}; p={_g(srm['p_value'])}: {verdict}", markup=False, soft_wrap=True)
+    fb = found["feedback"]
+    if fb["rows"]:
+        console.print(f"feedback: {fb['rows']} row(s) on {fb['matched']} request(s) in the window, {fb['unmatched']} "
+                      "request id(s) unmatched", markup=False, soft_wrap=True)
+    shadow = found["shadow"]
+    if shadow is not None:
+        latency = shadow["latency"]
+        _table(f"shadow (primary p50 {_g(latency['primary']['p50'])} ms, p99 {_g(latency['primary']['p99'])} ms)",
+                    ["model", "pairs", "agreement", "difference mean [p05, p95]", "max |difference|", "p50 ms",
+                     "p99 ms", "errors", "metric [95% CI] (n)"],
+                    [(model, m["pairs"], _pct(m["agreement_rate"]), _spread(m["difference"]),
+                      _g((m["difference"] or {}).get("max_abs")), _g(latency["shadows"][model]["p50"]),
+                      _g(latency["shadows"][model]["p99"]), latency["shadows"][model]["errors"], _metric(m["metric"]))
+                     for model, m in shadow["models"].items()])
+    inter = found["interleave"]
+    if inter is not None:
+        (first, wins_a), (second, wins_b) = inter["wins"].items()
+        preference = "no decided request yet" if inter["preference_a"] is None else (
+            f"preference for {first} {_pct(inter['preference_a'])} (p={_g(inter['p_value'])}"
+            f"{', significant' if inter['significant'] else ''})")
+        console.print(f"interleaving: {inter['impressions']} impression(s), {inter['with_feedback']} with feedback; "
+                      f"wins {first} {wins_a}, {second} {wins_b}, ties {inter['ties']}; {preference}", markup=False,
+                      soft_wrap=True)
+
+
+def _table(title: str | None, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """A table whose headers and cells are text, never markup (brackets are printed as they are)."""
+    print_table(title and escape(title), [escape(c) for c in columns],
+                [tuple(escape(str(v)) for v in row) for row in rows])
+
+
+def _g(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _spread(stats: dict[str, Any] | None) -> str:
+    return "-" if not stats else f"{_g(stats['mean'])} [{_g(stats['p05'])}, {_g(stats['p95'])}]"
+
+
+def _metric(metric: dict[str, Any] | None) -> str:
+    if not metric:
+        return "-"
+    interval = f" [{_g(metric['ci_low'])}, {_g(metric['ci_high'])}]" if metric["ci_low"] is not None else ""
+    return f"{metric['name']} {_g(metric['value'])}{interval} ({metric['n']})"
+
+
+def _versus(test: dict[str, Any] | None) -> str:
+    if not test:
+        return "-"
+    mark = " *" if test["significant"] else ""
+    return f"{test['difference']:+.4g} [{_g(test['ci_low'])}, {_g(test['ci_high'])}] p={_g(test['p_value'])}{mark}"

@@ -4,7 +4,7 @@ values, and say who consumes each feature. The CLI, REST API and UI call exactly
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -385,12 +385,16 @@ class FeatureService:
         return [{str(k): v for k, v in r._mapping.items()} for r in rows]
 
     def online(self, features: list[str], entity_rows: list[dict[str, Any]], *,
-               full_names: bool = False) -> OnlineResult:
+               full_names: bool = False, versions: Mapping[str, int] | None = None) -> OnlineResult:
         """The online value of each feature for each entity row, in the order asked, each with its status:
-        ``present``, ``missing`` (never materialised for that entity) or ``expired`` (older than the ttl)."""
+        ``present``, ``missing`` (never materialised for that entity) or ``expired`` (older than the ttl).
+        ``versions`` (view -> version) reads those view versions instead of the latest: a model trained on a
+        training set reads what it was trained on (``missing`` if that version was never materialised)."""
         if not isinstance(entity_rows, list) or not all(isinstance(r, dict) for r in entity_rows):
             raise InvalidInput("entity_rows must be a list of {join key: value} objects")
         views = self._shared.latest(self.registry.latest)
+        if versions:
+            views = self._shared.pinned(views, versions, self.registry.version)
         plan = self._shared.plan(tuple(features), full_names, views)
         store = self._online_store()
         now_us = int(time.time() * 1_000_000)

@@ -7,7 +7,10 @@ remote change obeys the same rules as an embedded one.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+
+import orjson
 
 from keel.errors import InvalidInput
 from keel.remote.client import Client, join
@@ -36,7 +39,23 @@ class RemoteDeploymentService:
         """Every version of the policy, oldest first."""
         return decode_list(DeploymentVersion, self._client.get(join("deployments", name, "history")))
 
+    def report(self, name: str, since: datetime | str | None = None) -> dict[str, Any]:
+        """The deployment's report, computed by the server (``since``: a time, ISO text or a duration)."""
+        value = since.isoformat() if isinstance(since, datetime) else since
+        return self._client.get(join("deployments", name, "report"), since=value)
+
     # -- changing ------------------------------------------------------------------------------------------
+
+    def feedback(self, name: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Labels, outcomes or chosen items for answered requests; the server validates them as embedded does."""
+        try:  # numpy values become plain JSON; a NaN becomes null, which the server refuses by name
+            plain = orjson.loads(orjson.dumps(items, option=orjson.OPT_SERIALIZE_NUMPY))
+        except TypeError as exc:
+            raise InvalidInput(f"feedback items must be JSON values: {exc}") from None
+        if not isinstance(plain, list):
+            raise InvalidInput("feedback is a list of items such as {\"request_id\": \"...\", \"label\": 31.5}")
+        return self._client.post(join("deployments", name, "feedback"), {"items": plain})
+
 
     def create(self, name: str, model: str, *, fallbacks: list[str] | None = None, production: bool = False,
                override: bool = False, reason: str | None = None) -> Deployment:
@@ -60,9 +79,10 @@ class RemoteDeploymentService:
         return self._change(name, "ab", {"variants": arms, "sticky_key": sticky_key, "override": override,
                                          "reason": reason})
 
-    def interleave(self, name: str, variants: dict[str, str], *, override: bool = False,
+    def interleave(self, name: str, variants: dict[str, str], *, item_key: str | None = None, override: bool = False,
                    reason: str | None = None) -> Deployment:
-        body = {"variants": {arm: str(ref) for arm, ref in variants.items()}, "override": override, "reason": reason}
+        body = {"variants": {arm: str(ref) for arm, ref in variants.items()}, "item_key": item_key,
+                "override": override, "reason": reason}
         return self._change(name, "interleave", body)
 
     def canary(self, name: str, candidate: str, *, steps: list[float], interval_s: float,
@@ -77,6 +97,13 @@ class RemoteDeploymentService:
             raise InvalidInput("check_canary over HTTP runs at the server's time; leave now unset")
         found = self._client.post(join("deployments", name, "check-canary"), None, min_requests=min_requests)
         return CanaryDecision(**found)
+
+    def check_canaries(self, *, now: Any = None, min_requests: int = 20) -> dict[str, CanaryDecision]:
+        """One pass of the canary controller over every active canary, run by the server."""
+        if now is not None:
+            raise InvalidInput("check_canaries over HTTP runs at the server's time; leave now unset")
+        found = self._client.post("/canary-checks", None, min_requests=min_requests)
+        return {name: CanaryDecision(**decision) for name, decision in found.items()}
 
     def promote(self, name: str, *, reason: str | None = None) -> Deployment:
         return self._change(name, "promote", {"reason": reason})

@@ -11,7 +11,7 @@ the training set records a table version it can be reproduced from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -119,14 +119,17 @@ class RemoteFeatureService:
         return [_materialization(m) for m in self._client.get(join("features", view, "materializations"))]
 
     def online(self, features: Iterable[str], entity_rows: list[dict[str, Any]], *,
-               full_names: bool = False) -> OnlineResult:
-        """The online value of each feature for each entity row, in the order asked, each with its status."""
+               full_names: bool = False, versions: Mapping[str, int] | None = None) -> OnlineResult:
+        """The online value of each feature for each entity row, in the order asked, each with its status
+        (``versions``: view versions to read instead of the latest)."""
         if not isinstance(entity_rows, list) or not all(isinstance(r, dict) for r in entity_rows):
             raise InvalidInput("entity_rows must be a list of {join key: value} objects")
         asked = list(features)
         rows = [{k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()} for row in entity_rows]
-        answer = self._client.post("/features/online", {"features": asked, "entity_rows": rows,
-                                                        "full_names": full_names})
+        body: dict[str, Any] = {"features": asked, "entity_rows": rows, "full_names": full_names}
+        if versions:
+            body["versions"] = dict(versions)
+        answer = self._client.post("/features/online", body)
         columns, found = answer["features"], answer["rows"]
         values = {c: [r["features"][c]["value"] for r in found] for c in columns}
         statuses = {c: [r["features"][c]["status"] for r in found] for c in columns}

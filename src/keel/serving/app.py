@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -34,21 +33,15 @@ from threadpoolctl import threadpool_limits
 from keel.errors import InvalidInput, KeelError, NotFound, TooLarge
 from keel.logs import get_logger
 from keel.serving.endpoint import Answer, Endpoint
+from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE, feedback_records
 from keel.serving.loader import EndpointSet
 from keel.serving.oip import frame_from_infer, infer_response, model_metadata
 from keel.serving.predlog import SEGMENT_COLUMN, SegmentLog
 from keel.serving.requests import frame_from_body, parse_json
 
-__all__ = ["LOG_TABLE", "create_predictor_app"]
+__all__ = ["LOG_SCHEMA", "LOG_TABLE", "create_predictor_app"]
 
-LOG_TABLE = "predictions"
 MAX_BODY = 8 * 1024 * 1024
-LOG_SCHEMA = pa.schema([
-    ("request_id", pa.string()), ("at", pa.timestamp("us", tz="UTC")), ("kind", pa.string()),
-    ("deployment", pa.string()), ("arm", pa.string()), ("model", pa.string()), ("served_by", pa.string()),
-    ("reason", pa.string()), ("inputs", pa.string()), ("output", pa.string()), ("latency_ms", pa.float64()),
-    ("status", pa.string()),
-])  # one schema for primary and shadow rows; inputs and outputs as JSON text (any model's shapes)
 
 
 class _Metrics:
@@ -62,6 +55,7 @@ class _Metrics:
                                   registry=self.registry)
         self.fallbacks = Counter("keel_fallbacks", "Answers by a fallback", ["deployment", "version"],
                                  registry=self.registry)
+        self.feedback = Counter("keel_feedback", "Feedback items logged", ["deployment"], registry=self.registry)
         self.drift = Gauge("keel_requirement_drift", "1 for a model whose package recorded another version of its "
                            "library than the one installed here", ["model", "package", "recorded", "installed"],
                            registry=self.registry)
@@ -82,8 +76,9 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
     folder = log_folder or base / f"log-{uuid.uuid4().hex[:8]}"
 
     def segment_log(where: Path) -> SegmentLog:
-        return SegmentLog(where, write=lambda rows: ws.data.write_batches([rows], LOG_TABLE, reason="prediction log"),
-                          committed=lambda: _committed(ws), schema=LOG_SCHEMA)
+        return SegmentLog(where, write=lambda rows: ws.data.write_batches([rows], LOG_TABLE, reason="prediction log",
+                                                                          schema_change="add-columns"),
+                          committed=lambda: _committed(ws), schema=LOG_SCHEMA)  # a log from an older keel grows
 
     log = segment_log(folder)
     stop = threading.Event()
@@ -180,8 +175,12 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
     async def predict(name: str, request: Request) -> Response:
         endpoint = _endpoint(name)
         payload = await _json(request)
-        frame = frame_from_body(payload, mlflow=False)
-        answer, request_id = await _serve(request, name, endpoint, frame, payload)
+        fetched = None
+        if isinstance(payload, dict) and "entities" in payload:  # features looked up online, as trained
+            frame, fetched = await run_in_threadpool(endpoint.entity_features.frame, payload["entities"])
+        else:
+            frame = frame_from_body(payload, mlflow=False)
+        answer, request_id = await _serve(request, name, endpoint, frame, payload, fetched=fetched)
         out: dict[str, Any] = {"predictions": answer.predictions.tolist(), "model": answer.served_by,
                                "arm": answer.arm, "request_id": request_id}
         if answer.ranking is not None:
@@ -189,6 +188,20 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         if answer.reason is not None:
             out["fallback"] = {"chosen": answer.model, "reason": answer.reason}
         return _json_response(out)
+
+    @app.post("/v1/endpoints/{name}/feedback")
+    async def feedback(name: str, request: Request) -> Response:
+        """What was true (label), what it was worth (outcome) or what the user picked (chosen) for answered
+        requests, by request id: into the same log, where the deployment's report joins them."""
+        _endpoint(name)
+        payload = await _json(request)
+        items = payload.get("items") if isinstance(payload, dict) else None
+        if not isinstance(items, list):
+            raise InvalidInput('send {"items": [{"request_id": "...", "label" | "outcome" | "chosen": ...}, ...]}')
+        records = feedback_records(name, items)
+        log.append(records)
+        metrics.feedback.labels(name).inc(len(records))
+        return _json_response({"deployment": name, "accepted": len(records)})
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
@@ -255,7 +268,7 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         return parse_json(body)
 
     async def _serve(request: Request, name: str, endpoint: Endpoint, frame: Any, payload: Any, *,
-                     request_id: str | None = None) -> tuple[Answer, str]:
+                     request_id: str | None = None, fetched: dict[str, Any] | None = None) -> tuple[Answer, str]:
         """Answer ``frame`` and log it before returning: the one path every protocol shares."""
         if state["inflight"] >= max_inflight:
             raise Overloaded(f"{max_inflight} requests are being answered; retry in a second")
@@ -269,14 +282,15 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         finally:
             state["inflight"] -= 1
         seconds = time.perf_counter() - started
-        records = payload.get("records") if isinstance(payload, dict) else None
+        records = payload.get("records") or payload.get("entities") if isinstance(payload, dict) else None
         inputs = records if isinstance(records, list) else frame.to_dict(orient="records")
         output = answer.ranking if answer.ranking is not None else answer.predictions
         log.append([{"request_id": request_id, "at": datetime.now(UTC).isoformat(), "kind": "primary",
                      "deployment": name, "arm": answer.arm, "model": answer.model, "served_by": answer.served_by,
                      "reason": answer.reason, "output": _jsonable(output),
                      "inputs": orjson.dumps(inputs, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
-                     "latency_ms": answer.latency_ms, "status": "ok"}])  # in the log before the answer goes out
+                     "latency_ms": answer.latency_ms, "status": "ok",
+                     "features": None if fetched is None else _jsonable(fetched)}])  # logged before the answer goes out
         metrics.requests.labels(name, answer.arm, answer.served_by).inc()
         metrics.latency.labels(name, answer.arm, answer.served_by).observe(seconds)
         if answer.reason is not None:

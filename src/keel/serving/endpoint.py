@@ -64,6 +64,7 @@ class Endpoint:
         self.chain: list[str] = [m for m in deployment.current.policy.get("fallbacks", []) if m in models]
         self.item_key: str | None = deployment.current.policy.get("item_key")
         self._on_shadow = on_shadow
+        self.entity_features: Any = None  # serving.entities.EntityFeatures: set by the loader for entity requests
         self._threads = {m: ThreadPoolExecutor(1, thread_name_prefix=f"keel-model-{i}") for i, m in enumerate(models)}
         self._shadows = ThreadPoolExecutor(max_workers=shadow_workers, thread_name_prefix="keel-shadow")
 

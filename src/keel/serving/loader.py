@@ -20,6 +20,7 @@ import pandas as pd
 
 from keel.errors import KeelError, NotFound
 from keel.serving.endpoint import Endpoint, ShadowSink
+from keel.serving.entities import EntityFeatures
 from keel.serving.service import BASELINE
 
 __all__ = ["EndpointSet", "RequirementDrift", "requirement_drift"]
@@ -142,6 +143,7 @@ class EndpointSet:
             if value is not None:
                 models[BASELINE] = BaselineModel(value)
         endpoint = Endpoint(deployment, models, timeout_s=self.timeout_s, on_shadow=self.on_shadow(deployment.name))
+        endpoint.entity_features = EntityFeatures.for_models(self.ws, deployment.models)  # resolved once, here
         for model in models.values():
             _warm(model)
         return endpoint

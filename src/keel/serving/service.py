@@ -22,10 +22,14 @@ from keel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from keel.lineage import Edge, LineageService
 from keel.models.service import ModelService
 from keel.refs import check_name
+from keel.serving.baseline import baseline_of
 from keel.serving.canary import CanaryDecision, arm_stats, decide, parse_guardrail
+from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE, feedback_records, feedback_table
 from keel.serving.model import Deployment, DeploymentVersion, policy_of
+from keel.serving.report import LOG_COLUMNS, build_report, parse_since
 from keel.storage.db import Database
 from keel.storage.schema import deployment_versions, deployments
+from keel.tracking.service import RunService
 from keel.users import UserService, role_allows
 
 __all__ = ["DeploymentService"]
@@ -37,9 +41,10 @@ class DeploymentService:
     """Create endpoints and change how they route: shadow, A/B, canary, interleave, promote, rollback, pause."""
 
     def __init__(self, db: Database, models: ModelService, lineage: LineageService, audit: AuditLog,
-                 users: UserService, user: str, data: DataService | None = None) -> None:
+                 users: UserService, user: str, data: DataService | None = None, runs: RunService | None = None
+                 ) -> None:
         self._db, self._models, self._lineage, self._audit = db, models, lineage, audit
-        self._users, self._user, self._data = users, user, data
+        self._users, self._user, self._data, self._runs = users, user, data, runs
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -77,6 +82,10 @@ class DeploymentService:
         chain = [self._fallback(f) for f in fallbacks or []]
         policy = {"kind": "single", "arms": [{"name": "primary", "model": primary, "weight": 1.0}],
                   "fallbacks": chain}
+        if BASELINE in chain:
+            if self._data is None or self._runs is None:
+                raise InvalidInput("a baseline fallback is computed from the training data; this workspace has none")
+            policy["baseline"] = baseline_of(self._models, self._runs, self._data, primary)
         now = datetime.now(UTC)
         seed = secrets.token_hex(8)
         policy_of(policy, seed)
@@ -110,16 +119,19 @@ class DeploymentService:
         policy = _policy(current, "ab", arms, sticky_key=sticky_key)
         return self._change(current, policy, "ab", reason)
 
-    def interleave(self, name: str, variants: dict[str, str], *, override: bool = False,
+    def interleave(self, name: str, variants: dict[str, str], *, item_key: str | None = None, override: bool = False,
                    reason: str | None = None) -> Deployment:
         """Merge the rankings of two models per request (team-draft); feedback credits the model drafting the
-        chosen item."""
+        chosen item. A request's rows are the candidate items; ``item_key`` names the column identifying them (by
+        default their position in the request)."""
         if len(variants) != 2:
             raise InvalidInput(f"interleaving compares two ranking models, not {len(variants)}")
         current = self.get(name)
         arms = [{"name": arm, "model": self._deployable(ref, current.production, override, reason), "weight": 1.0}
                 for arm, ref in variants.items()]
-        policy = _policy(current, "interleave", arms, sticky_key=None)
+        if item_key is not None and (not isinstance(item_key, str) or not item_key.strip()):
+            raise InvalidInput("item_key names the column that identifies a request's items, e.g. listing_id")
+        policy = _policy(current, "interleave", arms, sticky_key=None, item_key=item_key)
         return self._change(current, policy, "interleave", reason)
 
     def canary(self, name: str, candidate: str, *, steps: list[float], interval_s: float,
@@ -168,13 +180,56 @@ class DeploymentService:
         return decision
 
     def _log_since(self, name: str, since: datetime) -> pa.Table:
-        if self._data is None or self._data.catalog.dataset("predictions") is None:
-            return pa.table({"arm": pa.array([], pa.string()), "reason": pa.array([], pa.string()),
-                             "latency_ms": pa.array([], pa.float64()), "output": pa.array([], pa.string())})
-        stamp = since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        return self._data.read_arrow("predictions", columns=["arm", "reason", "latency_ms", "output"],
-                                     where=f"deployment = '{name}' AND kind = 'primary' "
-                                           f"AND \"at\" >= TIMESTAMPTZ '{stamp}+00'")
+        return self._log(name, since, None, ["arm", "reason", "latency_ms", "output"], kinds=("primary",))
+
+    def _log(self, name: str, since: datetime, until: datetime | None, columns: list[str],
+             kinds: tuple[str, ...]) -> pa.Table:
+        """The prediction log's rows of deployment ``name`` and ``kinds`` logged in [since, until]."""
+        if self._data is None or self._data.catalog.dataset(LOG_TABLE) is None:
+            return LOG_SCHEMA.empty_table().select(columns)
+        check_name(name, "deployment name")  # the safe alphabet: no quote can end the literal below
+        where = [f"deployment = '{name}'", "kind IN (" + ", ".join(f"'{k}'" for k in kinds) + ")",
+                 f"\"at\" >= TIMESTAMPTZ '{_stamp(since)}'"]
+        if until is not None:
+            where.append(f"\"at\" <= TIMESTAMPTZ '{_stamp(until)}'")
+        return self._data.read_arrow(LOG_TABLE, columns=columns, where=" AND ".join(where))
+
+    # -- reports and feedback ------------------------------------------------------------------------------
+
+    def report(self, name: str, since: datetime | str | None = None) -> dict[str, Any]:
+        """What the arms serve and how well: traffic, latency, fallbacks, predictions, metrics from feedback
+        with confidence intervals and tests against the control, the sample ratio check, shadow agreement and
+        the interleaving preference (``keel.serving.report``). ``since``: a time, ISO text or a duration back
+        from now (``6h``); by default the start of the current policy (what the arms serve now)."""
+        current = self.get(name)
+        now = datetime.now(UTC)
+        policy_since = self._policy_start(current)
+        start = policy_since if since is None else parse_since(since, now)
+        rows = self._log(name, start, now, LOG_COLUMNS, kinds=("primary", "shadow", "feedback"))
+        return build_report(name=name, policy=current.current.policy, version=current.current.version, rows=rows,
+                            since=start, until=now, policy_since=policy_since)
+
+    def feedback(self, name: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Record what was true (``label``), what it was worth (``outcome``) or what the user picked from an
+        interleaved list (``chosen``) for answered requests, by request id, in the prediction log: the report
+        joins them. Ids the log does not hold (yet) are accepted; the report counts them as unmatched."""
+        self.get(name)
+        records = feedback_records(name, items)
+        if self._data is None:
+            raise InvalidInput("this workspace has no tables to keep feedback in")
+        info = self._data.catalog.latest(LOG_TABLE) if self._data.catalog.dataset(LOG_TABLE) else None
+        table = feedback_table(records, list(info.schema) if info is not None else None)
+        self._data.write_batches([table], LOG_TABLE, reason=f"feedback for deployment {name}")
+        return {"deployment": name, "accepted": len(records)}
+
+    def _policy_start(self, current: Deployment) -> datetime:
+        """When the current policy began: versions that kept it (pause, resume) do not restart it."""
+        start = current.current.at
+        for version in reversed(self.history(current.name)[:-1]):
+            if version.policy != current.current.policy:
+                break
+            start = version.at
+        return start
 
     def promote(self, name: str, *, reason: str | None = None) -> Deployment:
         """The candidate of a canary or a shadow becomes the one primary; the version it replaces becomes the
@@ -249,10 +304,25 @@ class DeploymentService:
     def _fallback(self, ref: str) -> str:
         return BASELINE if ref == BASELINE else self._models.version(ref).name
 
+    def check_canaries(self, *, now: datetime | None = None, min_requests: int = 20) -> dict[str, CanaryDecision]:
+        """One pass of the canary controller over every active canary (what ``keel deploy watch`` runs on a
+        schedule); a deployment changed meanwhile is judged at the next pass."""
+        decisions = {}
+        for deployment in self.list():
+            if deployment.kind == "canary" and deployment.state == "active":
+                try:
+                    decisions[deployment.name] = self.check_canary(deployment.name, now=now, min_requests=min_requests)
+                except Conflict as exc:
+                    decisions[deployment.name] = CanaryDecision("wait", exc.message, float(
+                        deployment.current.policy.get("step", 0.0)))
+        return decisions
+
     def _change(self, current: Deployment, policy: dict[str, Any], action: str, reason: str | None,
                 state: str | None = None) -> Deployment:
         if current.state == "paused" and action not in ("resume", "rollback", "pause"):
             raise Conflict(f"deployment {current.name!r} is paused; resume it first")
+        if BASELINE in policy.get("fallbacks", []) and "baseline" not in policy:
+            policy = {**policy, "baseline": current.current.policy.get("baseline")}  # computed once, at create
         policy_of(policy, current.seed)  # refused here, before anything is written, if it does not route
         now = datetime.now(UTC)
         number = current.current.version + 1
@@ -278,6 +348,11 @@ class DeploymentService:
         self._lineage.add(conn, [Edge(f"model:{m}", ref, "deployed_to") for m in sorted(models)])
         self._audit.record(conn, actor=self._user, action=f"deployment.{action}", target=ref, reason=reason,
                            details={"kind": policy["kind"], "state": state, "models": sorted(models)})
+
+
+def _stamp(at: datetime) -> str:
+    """A TIMESTAMPTZ literal (isoformat: strftime writes year 1 as '1', which no parser reads)."""
+    return at.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")
 
 
 def _policy(current: Deployment, kind: str, arms: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

@@ -15,7 +15,8 @@ import numpy as np
 
 from keel.lineage import LineageNode
 
-__all__ = ["PALETTE", "category_bars", "lineage_graph", "parallel_coordinates", "quantile_histogram"]
+__all__ = ["PALETTE", "category_bars", "lineage_graph", "parallel_coordinates", "percent", "quantile_histogram",
+           "split_bars"]
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
            "#bab0ac")  # Tableau 10: distinguishable, and ten is the most runs a comparison shows
@@ -221,3 +222,50 @@ def _untangle(columns: dict[int, list[str]], edges: list[tuple[str, str]]) -> No
 
             current.sort(key=centre)
             number += direction
+
+
+# -- deployments -----------------------------------------------------------------------------------
+
+SPLIT_LABEL_W, SPLIT_BAR_H, SPLIT_ROW = 64, 26, 36
+
+
+def percent(share: float | None) -> str:
+    """A share of traffic as people say it: 5%, 12.5%, 0.3%; None as a dash."""
+    if share is None:
+        return "—"
+    value = 100 * float(share)
+    if 0 < abs(value) < 0.1:  # a rare error is not 0%
+        return f"{value:.1g}%"
+    return f"{value:.0f}%" if abs(value - round(value)) < 0.05 else f"{value:.1f}%"
+
+
+def split_bars(rows: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], width: int = 720) -> dict[str, Any]:
+    """Stacked horizontal bars, one per ``(label, segments)`` row, each segment ``{"arm", "model", "share",
+    "color"}`` taking its share of the bar's width: a deployment's target split above its live one, the same
+    colour per arm in both. A row whose shares are all zero is drawn empty (no traffic yet)."""
+    span = width - SPLIT_LABEL_W
+    drawn = []
+    for i, (label, segments) in enumerate(rows):
+        y = 4 + i * SPLIT_ROW
+        total = sum(max(float(s["share"] or 0.0), 0.0) for s in segments)
+        x, parts = float(SPLIT_LABEL_W), []
+        for s in segments:
+            share = max(float(s["share"] or 0.0), 0.0) / total if total else 0.0
+            if share <= 0:
+                continue
+            w = share * span
+            text = next((t for t in (f"{s['arm']} · {percent(share)}", percent(share)) if len(t) * 7 + 10 <= w), "")
+            parts.append({"x": round(x, 2), "w": round(w, 2), "color": s["color"], "ink": _ink(s["color"]),
+                          "text": text, "tx": round(x + w / 2, 2), "arm": s["arm"],
+                          "title": f"{s['arm']} ({s['model']}): {percent(share)}"})
+            x += w
+        drawn.append({"label": label, "y": y, "ty": y + SPLIT_BAR_H / 2 + 4, "segments": parts, "empty": not parts})
+    return {"width": width, "height": 8 + len(rows) * SPLIT_ROW - (SPLIT_ROW - SPLIT_BAR_H), "x0": SPLIT_LABEL_W,
+            "span": span, "bar_h": SPLIT_BAR_H, "rows": drawn}
+
+
+def _ink(color: str) -> str:
+    """Dark text on a light fill, white on a dark one (relative luminance, WCAG's formula)."""
+    channels = [int(color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return "#1d2430" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.22 else "#ffffff"

@@ -20,6 +20,7 @@ from keel.models.model import ENVIRONMENTS
 from keel.server.security import APPROVE, READ, WRITE
 from keel.ui.charts import lineage_graph
 from keel.ui.csrf import CSRF
+from keel.ui.deployments import routes_to
 from keel.ui.render import current_user, page
 from keel.users import role_allows
 from keel.workspace import Workspace
@@ -64,7 +65,8 @@ def model_page(request: Request, name: str, ws: Workspace = READ) -> HTMLRespons
 def version_page(request: Request, name: str, version: str, ws: Workspace = READ,
                  done: str | None = None) -> HTMLResponse:
     """A version end to end: lineage from the data to it (and on to what uses it), its run, environment,
-    package, gate reports (with overrides), approvals, and the forms to approve and promote it."""
+    package, gate reports (with overrides), the deployments routing to it, approvals, and the forms to approve
+    and promote it."""
     shown = ws.models.show(_ref(name, version))
     ref = shown["ref"]
     graph = lineage_graph(ref, ws.lineage.upstream(ref, LINEAGE_DEPTH), ws.lineage.downstream(ref, LINEAGE_DEPTH))
@@ -74,7 +76,7 @@ def version_page(request: Request, name: str, version: str, ws: Workspace = READ
     return page(request, "version.html", ws, title=number, v=shown, graph=graph, audit=audit,
                 environments=ENVIRONMENTS, done=done, gates=ws.gates.reports(shown["model"], shown["version"]),
                 checklist=checklists[-1] if checklists else None,
-                gate_in_force=ws.gates.latest(number) if checklists else None)
+                gate_in_force=ws.gates.latest(number) if checklists else None, deployments=routes_to(ws, number))
 
 
 @router.post("/models/{name}/versions/{version}/approve")

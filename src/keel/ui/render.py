@@ -61,6 +61,8 @@ def ref_url(ref: str | None) -> str:
         return f"/features/{name}"
     if parsed.kind == "gate":
         return f"/gates/{name}"
+    if parsed.kind == "deployment":  # a policy version: its row in the deployment's history
+        return f"/deployments/{name}" + (f"#v{parsed.version}" if parsed.version is not None else "")
     if parsed.kind == "trainingset" and parsed.version is not None:  # stored as the table of its name
         return f"/data/{name}/versions/{parsed.version}"
     return "/lineage?" + urlencode({"ref": ref})

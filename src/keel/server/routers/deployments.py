@@ -1,6 +1,7 @@
 """/api/v1/deployments: named endpoints and their routing policies, over ``ws.deployments``.
 
-Reading is for viewers; every change is a developer's, made as the token's user. Whether a model version may
+Reading (reports too) is for viewers; every change is a developer's, made as the token's user; so is feedback,
+which writes to the prediction log. Whether a model version may
 be routed to (gates passed; for a production endpoint an approval, or an approver's override with a reason)
 is the service's decision, so the rules are the same here as in the SDK and the CLI.
 """
@@ -25,6 +26,7 @@ Text = Annotated[str, Field(min_length=1, max_length=512)]
 Reason = Annotated[str, Field(max_length=4096)]
 Arm = Annotated[str, Field(min_length=1, max_length=64)]
 MAX_ITEMS = 100  # arms, fallbacks, steps and guardrails: a policy is a handful of each
+MAX_FEEDBACK = 10_000  # feedback items per request (more: several requests)
 
 
 class _Body(BaseModel):
@@ -65,6 +67,7 @@ class AbRequest(Gated):
 
 class InterleaveRequest(Gated):
     variants: Annotated[dict[Arm, Text], Field(min_length=1, max_length=MAX_ITEMS)]
+    item_key: Text | None = None
 
 
 class CanaryRequest(Gated):
@@ -74,6 +77,11 @@ class CanaryRequest(Gated):
     interval_s: float = Field(description="Seconds between steps", allow_inf_nan=False)
     guardrails: Annotated[list[Text], Field(max_length=MAX_ITEMS)] = Field(
         default_factory=list, description='Conditions that must hold to advance, e.g. "error_rate < 0.01"')
+
+
+class FeedbackRequest(_Body):
+    items: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_FEEDBACK)] = Field(
+        description='{"request_id": ..., and one of "label", "outcome", "chosen"} per answered request')
 
 
 def _one(deployment: Any, status_code: int = 200) -> Response:
@@ -98,7 +106,20 @@ def history(name: str, ws: Workspace = READ) -> Response:
     return json_response([v.to_dict() for v in ws.deployments.history(name)])
 
 
+@router.get("/deployments/{name}/report", response_model=dict[str, Any])
+def report(name: str, ws: Workspace = READ, since: str | None = Query(None, max_length=64)) -> Response:
+    """Per arm: traffic, latency, fallbacks, predictions and metrics from feedback with their tests; the sample
+    ratio check, shadow agreement and the interleaving preference. ``since``: ISO time or a duration (6h)."""
+    return json_response(ws.deployments.report(name, since=since))
+
+
 # -- changing -----------------------------------------------------------------------------------------------
+
+@router.post("/deployments/{name}/feedback", response_model=dict[str, Any])
+def feedback(name: str, body: FeedbackRequest, ws: Workspace = WRITE) -> Response:
+    """Labels, outcomes or chosen items for answered requests, by request id (written to the prediction log)."""
+    return json_response(ws.deployments.feedback(name, body.items))
+
 
 @router.post("/deployments", status_code=201, response_model=dict[str, Any])
 def create(body: CreateRequest, ws: Workspace = WRITE) -> Response:
@@ -121,13 +142,21 @@ def ab(name: str, body: AbRequest, ws: Workspace = WRITE) -> Response:
 
 @router.post("/deployments/{name}/interleave", response_model=dict[str, Any])
 def interleave(name: str, body: InterleaveRequest, ws: Workspace = WRITE) -> Response:
-    return _one(ws.deployments.interleave(name, dict(body.variants), override=body.override, reason=body.reason))
+    return _one(ws.deployments.interleave(name, dict(body.variants), item_key=body.item_key, override=body.override,
+                                          reason=body.reason))
 
 
 @router.post("/deployments/{name}/canary", response_model=dict[str, Any])
 def canary(name: str, body: CanaryRequest, ws: Workspace = WRITE) -> Response:
     return _one(ws.deployments.canary(name, body.candidate, steps=body.steps, interval_s=body.interval_s,
                                       guardrails=body.guardrails, override=body.override, reason=body.reason))
+
+
+@router.post("/canary-checks", response_model=dict[str, Any])
+def check_canaries(ws: Workspace = WRITE, min_requests: int = Query(20, ge=1, le=10_000_000)) -> Response:
+    """One pass of the canary controller over every active canary."""
+    return json_response({name: d.to_dict() for name, d in
+                          ws.deployments.check_canaries(min_requests=min_requests).items()})
 
 
 @router.post("/deployments/{name}/check-canary", response_model=dict[str, Any])

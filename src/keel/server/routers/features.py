@@ -118,6 +118,8 @@ class OnlineRequest(_Body):
     entity_rows: list[EntityRow] = Field(max_length=MAX_ENTITY_ROWS,
                                          description='Join key values (and request fields), e.g. {"driver_id": 7}')
     full_names: StrictBool = False
+    versions: dict[Text, Annotated[StrictInt, Field(ge=1)]] | None = Field(
+        None, max_length=MAX_FEATURES, description='View versions to read instead of the latest, e.g. {"stats": 2}')
 
 
 @router.post("/features/online", response_model=dict[str, Any])
@@ -125,7 +127,7 @@ def online(body: OnlineRequest, ws: Workspace = READ) -> Response:
     """Online values in the order asked, each with its status: present, missing or expired. Reading
     features is a read: a viewer may."""
     found = ws.features.online(list(body.features), [dict(row) for row in body.entity_rows],
-                               full_names=body.full_names)
+                               full_names=body.full_names, versions=body.versions)
     return json_response(found.to_json())
 
 
