@@ -164,3 +164,56 @@ def test_a_different_library_version_is_reported_and_refused_when_strict(served,
         assert ready.status_code == 503 and "0.0.1" in ready.json()["problems"]["price"]
         refused = client.post("/v1/endpoints/price/predict", json={"records": ROWS})
         assert refused.status_code == 503 and "not loaded" in refused.json()["error"]["message"]
+    ws.deployments.create("strict", "toy/1", strict_requirements=True)  # the endpoint itself says so
+    ws.deployments.shadow("strict", "toy/2")
+    assert ws.deployments.get("strict").current.policy["strict_requirements"]  # kept through changes
+    with TestClient(create_predictor_app(ws, log_folder=tmp_path / "per-endpoint")) as client:
+        ready = client.get("/readyz").json()
+        assert ready["deployments"] == ["price"] and "0.0.1" in ready["problems"]["strict"]
+
+
+def test_values_the_model_cannot_take_are_refused_per_its_signature_not_fallen_back_from(ws, tmp_path) -> None:
+    split = toy_world(ws, n=600)
+    plain = register(ws, split)  # a linear regression on the numbers: no missing value there
+    declared = {c.name: c.nullable for c in ws.models.load(plain.name).signature.inputs}
+    assert declared == {"x1": False, "x2": False, "cat": True}  # the encoder ignores an unknown (missing) category
+    ws.deployments.create("price", plain.name, fallbacks=["baseline"])
+    with TestClient(create_predictor_app(ws, log_folder=tmp_path / "log")) as client:
+        rows = [dict(ROWS[0]), {**ROWS[1], "x2": None}]
+        answer = client.post("/v1/endpoints/price/predict", json={"records": rows})
+        assert answer.status_code == 422, answer.text
+        assert "'x2' has missing values" in answer.json()["error"]["message"]
+        body = json.dumps({"records": [ROWS[0]]}).replace(str(ROWS[0]["x2"]), "1e999")  # JSON has no Infinity
+        infinite = client.post("/v1/endpoints/price/predict", content=body,
+                               headers={"content-type": "application/json"})
+        assert infinite.status_code == 400 and "infinity" in infinite.json()["error"]["message"]
+        assert "keel_fallbacks_total{" not in client.get("/metrics").text  # refused, not answered by a fallback
+
+
+def test_a_model_that_takes_missing_values_declares_them_nullable(ws) -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    frame = toy_frame(200)
+    model = HistGradientBoostingRegressor(max_iter=5).fit(frame[["x1", "x2"]], frame["y"])
+    version = ws.models.register(model, "hgb", input_example=frame[["x1", "x2"]].head(5))
+    assert all(c.nullable for c in ws.models.load(version.name).signature.inputs)  # it handles NaN itself
+
+
+def test_shadows_run_in_a_low_priority_process_and_are_logged_under_the_primarys_request_id(ws, tmp_path) -> None:
+    from serving_helpers import ConstantModel
+
+    example = toy_frame(5)[FEATURES]
+    fast = ws.models.register(ConstantModel(1.0), "const", flavor="python", input_example=example)
+    slow = ws.models.register(ConstantModel(7.0, delay_s=0.3), "const", flavor="python", input_example=example)
+    ws.deployments.create("c", fast.name)
+    ws.deployments.shadow("c", slow.name)
+    app = create_predictor_app(ws, log_folder=tmp_path / "log", trusted=True, commit_every_s=0.2)
+    with TestClient(app) as client:
+        started = time.perf_counter()
+        ids = [client.post("/v1/endpoints/c/predict", json={"records": ROWS}).json()["request_id"] for _ in range(5)]
+        assert time.perf_counter() - started < 1.0  # five answers, not five waits for a 0.3 s shadow
+    logged = ws.data.read(LOG_TABLE)
+    shadow = logged[logged.kind == "shadow"]
+    assert sorted(shadow.request_id) == sorted(ids) and set(shadow.model) == {slow.name}
+    assert all(json.loads(o) == [7.0] * 3 for o in shadow.output) and (shadow.latency_ms >= 300).all()
+    assert (tmp_path / "log-shadows" / "lock").exists()  # the child wrote through its own write-ahead log

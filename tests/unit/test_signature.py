@@ -266,3 +266,17 @@ def test_order_extra_columns_and_lossless_casts_never_change_predictions(
     if rooms_as_float:
         request = request.assign(rooms=request["rooms"].astype("float64"))
     np.testing.assert_array_equal(loaded.predict(request), model.predict(frame))
+
+
+def test_check_values_refuses_missing_values_where_undeclared_and_any_infinity() -> None:
+    from keel.errors import SignatureMismatch
+    from keel.models.signature import ColumnType, Signature, check_values
+
+    signature = Signature([ColumnType("a", "float", nullable=False), ColumnType("b", "float", nullable=True),
+                           ColumnType("c", "string", nullable=False)])
+    check_values(pd.DataFrame({"a": [1.0], "b": [None], "c": ["x"]}), signature)  # b may be missing
+    for frame, problem in ((pd.DataFrame({"a": [np.nan], "b": [1.0], "c": ["x"]}), "'a' has missing"),
+                           (pd.DataFrame({"a": [1.0], "b": [np.inf], "c": ["x"]}), "'b' has an infinite"),
+                           (pd.DataFrame({"a": [1.0], "b": [1.0], "c": [None]}), "'c' has missing")):
+        with pytest.raises(SignatureMismatch, match=problem):
+            check_values(frame, signature)

@@ -37,11 +37,13 @@ def create(ctx: typer.Context, name: str = NAME,
            fallback: list[str] = typer.Option(None, "--fallback", help="A version (or 'baseline') answering when "
                                               "the primary fails; repeat for a chain, in order."),
            production: bool = typer.Option(False, "--production", help="Serves production: approved versions only."),
+           strict_requirements: bool = typer.Option(False, "--strict-requirements", help="keel serve refuses a model "
+                                                    "packaged with another version of its library."),
            override: bool = OVERRIDE, reason: str = REASON, fmt: str = FORMAT) -> None:
     """A new endpoint serving one model version, with its fallback chain."""
     _check_format(fmt)
     made = _deployments(ctx).create(name, model, fallbacks=list(fallback or []), production=production,
-                                    override=override, reason=reason)
+                                    strict_requirements=strict_requirements, override=override, reason=reason)
     _print(made, fmt)
 
 

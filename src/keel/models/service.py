@@ -35,7 +35,7 @@ from keel.models.model import (
     RegisteredModel,
 )
 from keel.models.package import MANIFEST, Manifest, read_manifest, verify_files, verify_folder, write_package
-from keel.models.signature import Signature, infer_signature, to_frame
+from keel.models.signature import Signature, infer_signature, probe_missing, to_frame
 from keel.refs import Ref, check_name, parse_ref
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.db import Database, insert_ignoring_duplicates
@@ -454,7 +454,7 @@ def _signature(model: Any, example: Any, signature: Signature | dict | None) -> 
     except Exception as exc:  # the user's model: any failure means it cannot be packaged as is
         raise InvalidInput(f"the model cannot predict on its input example ({type(exc).__name__}: {exc}); "
                            "is it fitted, and is the example the training frame's columns?") from None
-    return infer_signature(frame, predictions)
+    return probe_missing(model, frame, infer_signature(frame, predictions))
 
 
 def _check_fitted(model: Any) -> None:

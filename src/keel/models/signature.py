@@ -20,7 +20,8 @@ import pandas as pd
 
 from keel.errors import InvalidInput, SignatureMismatch
 
-__all__ = ["EXTRA_POLICIES", "ColumnType", "Signature", "check_frame", "infer_signature", "to_frame"]
+__all__ = ["EXTRA_POLICIES", "ColumnType", "Signature", "check_frame", "check_values", "infer_signature",
+           "probe_missing", "to_frame"]
 
 EXTRA_POLICIES = ("drop", "error")
 TYPES = ("integer", "float", "boolean", "string", "datetime")
@@ -200,3 +201,44 @@ def _check_column(frame: pd.DataFrame, label: Any, dtype: Any, expected: ColumnT
     if actual == "string" and len(series) and series.isna().all() and expected.nullable:
         return None, None  # an all-missing column carries no type of its own
     return f"column {expected.name!r} is {actual}, the model was trained on {expected.type}", None
+
+
+def probe_missing(model: Any, frame: pd.DataFrame, signature: Signature) -> Signature:
+    """The signature with each input declared ``nullable`` when the model takes a missing value there: the example
+    had one, or the model predicts on its first row with that column blanked. What serving then enforces: a missing
+    value where the model would fail is the client's error (422), not a crash to fall back from."""
+    row = frame.head(1)
+    inputs = []
+    for col in signature.inputs:
+        nullable = col.nullable
+        if not nullable and col.name in row:
+            blank = row.copy()
+            blank[col.name] = np.nan if col.type in ("float", "integer") else None
+            try:
+                model.predict(blank)
+                nullable = True
+            except Exception:  # any failure means this model cannot take a missing value here
+                nullable = False
+        inputs.append(ColumnType(col.name, col.type, nullable))
+    return Signature(inputs, signature.outputs, signature.output_shape)
+
+
+def check_values(frame: pd.DataFrame, signature: Signature) -> None:
+    """Refuse values a model cannot take, per its signature's declarations: a missing value (None, NaN) in a column
+    not declared nullable, and +/-Inf in any numeric column. Vectorised: one mask for the frame, one per float
+    column."""
+    problems = []
+    missing = frame.isna().to_numpy().any(axis=0)
+    columns = list(frame.columns)
+    kinds = [getattr(d, "kind", "O") for d in frame.dtypes]
+    for col in signature.inputs:
+        if col.name not in frame:
+            continue
+        where = columns.index(col.name)
+        if missing[where] and not col.nullable:
+            problems.append(f"column {col.name!r} has missing values, and the model does not take them there")
+        elif kinds[where] == "f" and np.isinf(frame[col.name].to_numpy()).any():
+            problems.append(f"column {col.name!r} has an infinite value")
+    if problems:
+        raise SignatureMismatch("the input does not fit the model's signature: " + "; ".join(problems),
+                                details={"problems": problems})

@@ -58,9 +58,10 @@ class RemoteDeploymentService:
 
 
     def create(self, name: str, model: str, *, fallbacks: list[str] | None = None, production: bool = False,
-               override: bool = False, reason: str | None = None) -> Deployment:
+               strict_requirements: bool = False, override: bool = False, reason: str | None = None) -> Deployment:
         body = {"name": name, "model": str(model), "fallbacks": [str(f) for f in fallbacks or []],
-                "production": production, "override": override, "reason": reason}
+                "production": production, "strict_requirements": strict_requirements, "override": override,
+                "reason": reason}
         return _deployment(self._client.post("/deployments", body))
 
     def shadow(self, name: str, candidate: str, *, sample: float = 1.0, reason: str | None = None) -> Deployment:

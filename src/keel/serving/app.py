@@ -38,6 +38,7 @@ from keel.serving.loader import EndpointSet
 from keel.serving.oip import frame_from_infer, infer_response, model_metadata
 from keel.serving.predlog import SEGMENT_COLUMN, SegmentLog
 from keel.serving.requests import frame_from_body, parse_json
+from keel.serving.shadows import ShadowProcess
 
 __all__ = ["LOG_SCHEMA", "LOG_TABLE", "create_predictor_app"]
 
@@ -55,6 +56,8 @@ class _Metrics:
                                   registry=self.registry)
         self.fallbacks = Counter("keel_fallbacks", "Answers by a fallback", ["deployment", "version"],
                                  registry=self.registry)
+        self.shadows_dropped = Counter("keel_shadows_dropped", "Shadow calls skipped: the shadow queue was full",
+                                       ["deployment"], registry=self.registry)
         self.feedback = Counter("keel_feedback", "Feedback items logged", ["deployment"], registry=self.registry)
         self.drift = Gauge("keel_requirement_drift", "1 for a model whose package recorded another version of its "
                            "library than the one installed here", ["model", "package", "recorded", "installed"],
@@ -67,33 +70,39 @@ _events = get_logger("keel.serve")
 def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder: Path | None = None,
                          timeout_s: float = 1.0, commit_every_s: float = 1.0, reload_every_s: float = 1.0,
                          max_inflight: int = 64, trusted: bool = False, strict_requirements: bool = False,
-                         grace_s: float = 30.0) -> FastAPI:
+                         grace_s: float = 30.0, shadow_process: bool = True) -> FastAPI:
     """An app serving ``names`` (default: every deployment, including ones created while it runs) from workspace
     ``ws``. ``max_inflight``: requests answered at once before the next get a fast 503 with Retry-After;
-    ``reload_every_s``: how often deployment changes are picked up."""
+    ``reload_every_s``: how often deployment changes are picked up; ``shadow_process``: shadow models run in a
+    child process at the lowest priority (else on a thread here)."""
     metrics = _Metrics()
     base = Path(ws.settings.root) / ".keel" / "serving"
     folder = log_folder or base / f"log-{uuid.uuid4().hex[:8]}"
 
-    def segment_log(where: Path) -> SegmentLog:
-        return SegmentLog(where, write=lambda rows: ws.data.write_batches([rows], LOG_TABLE, reason="prediction log",
-                                                                          schema_change="add-columns"),
-                          committed=lambda: _committed(ws), schema=LOG_SCHEMA)  # a log from an older keel grows
-
-    log = segment_log(folder)
+    log = prediction_log(ws, folder)
     stop = threading.Event()
     state: dict[str, Any] = {"ready": False, "inflight": 0}
 
     def shadow_logger(deployment: str) -> Any:
         def on_shadow(model: str, request_id: str, output: Any, ms: float) -> None:
             log.append([{"request_id": request_id, "at": datetime.now(UTC).isoformat(), "kind": "shadow",
-                         "deployment": deployment, "model": model, "served_by": model, "output": _jsonable(output),
+                         "deployment": deployment, "model": model, "served_by": model, "output": jsonable(output),
                          "latency_ms": ms, "status": "error" if isinstance(output, Exception) else "ok"}])
 
         return on_shadow
 
-    served = EndpointSet(ws, names, timeout_s, shadow_logger, trusted=trusted,
-                         strict_requirements=strict_requirements, grace_s=grace_s)
+    shadows = ShadowProcess((type(ws), ws.settings), folder.with_name(folder.name + "-shadows"), trusted=trusted,
+                            commit_every_s=commit_every_s) if shadow_process else None
+
+    def shadow_queue(deployment: str) -> Any:
+        def hand_over(models: tuple[str, ...], frame: Any, request_id: str) -> None:
+            if shadows is not None and not shadows.submit(deployment, models, frame, request_id):
+                metrics.shadows_dropped.labels(deployment).inc()
+
+        return hand_over
+
+    served = EndpointSet(ws, names, timeout_s, shadow_logger, shadow_queue=shadow_queue if shadow_process else None,
+                         trusted=trusted, strict_requirements=strict_requirements, grace_s=grace_s)
 
     def refresh() -> None:
         changed = served.refresh()
@@ -125,12 +134,12 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        held = _hold(folder)  # this process's log folder; a folder whose lock is free lost its process
+        held = hold_folder(folder)  # this process's log folder; a folder whose lock is free lost its process
         limits = threadpool_limits(1)  # one core per worker for BLAS/OpenMP: two workers on two cores do not fight
         log.recover()
         for orphan, lock in _orphans(base, folder):
             with lock:  # held while its segments are committed: two starting workers never adopt the same one
-                segment_log(orphan).recover()
+                prediction_log(ws, orphan).recover()
                 shutil.rmtree(orphan, ignore_errors=True)
         await run_in_threadpool(refresh)
         state["ready"] = True
@@ -141,6 +150,8 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         stop.set()
         thread.join(10)
         served.close()
+        if shadows is not None:
+            await run_in_threadpool(shadows.close)
         log.close()
         limits.restore_original_limits()
         held.close()
@@ -287,10 +298,10 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         output = answer.ranking if answer.ranking is not None else answer.predictions
         log.append([{"request_id": request_id, "at": datetime.now(UTC).isoformat(), "kind": "primary",
                      "deployment": name, "arm": answer.arm, "model": answer.model, "served_by": answer.served_by,
-                     "reason": answer.reason, "output": _jsonable(output),
+                     "reason": answer.reason, "output": jsonable(output),
                      "inputs": orjson.dumps(inputs, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
                      "latency_ms": answer.latency_ms, "status": "ok",
-                     "features": None if fetched is None else _jsonable(fetched)}])  # logged before the answer goes out
+                     "features": None if fetched is None else jsonable(fetched)}])  # logged before the answer goes out
         metrics.requests.labels(name, answer.arm, answer.served_by).inc()
         metrics.latency.labels(name, answer.arm, answer.served_by).observe(seconds)
         if answer.reason is not None:
@@ -335,7 +346,14 @@ class _UnsupportedMedia(KeelError):
     exit_code = 2
 
 
-def _hold(folder: Path) -> Any:
+def prediction_log(ws: Any, folder: Path) -> SegmentLog:
+    """The write-ahead log of one serving process (or its shadow child) in ``folder``, committed to the table."""
+    return SegmentLog(folder, write=lambda rows: ws.data.write_batches([rows], LOG_TABLE, reason="prediction log",
+                                                                       schema_change="add-columns"),
+                      committed=lambda: _committed(ws), schema=LOG_SCHEMA)  # a log from an older keel grows
+
+
+def hold_folder(folder: Path) -> Any:
     """Lock ``folder`` for this process's lifetime (the lock goes with the process, however it dies)."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     handle = open(folder / "lock", "a+")  # noqa: SIM115 - held open until the app stops
@@ -364,7 +382,7 @@ def _committed(ws: Any) -> list[str]:
     return pc.unique(ws.data.read_arrow(LOG_TABLE, columns=[SEGMENT_COLUMN])[SEGMENT_COLUMN]).to_pylist()
 
 
-def _jsonable(output: Any) -> str:
+def jsonable(output: Any) -> str:
     """The output as JSON text (one column type for every model's output shape)."""
     if isinstance(output, Exception):
         return orjson.dumps({"error": f"{type(output).__name__}: {output}"}).decode()

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from keel.errors import KeelError, UserError
+from keel.models.signature import check_values
 from keel.serving.interleaving import team_draft
 from keel.serving.model import Deployment
 from keel.serving.routing import Route, route
@@ -29,6 +30,7 @@ from keel.serving.routing import Route, route
 __all__ = ["Answer", "Endpoint", "NoModelAnswered"]
 
 ShadowSink = Callable[[str, str, Any, float], None]  # (model, request id, output or exception, ms)
+ShadowQueue = Callable[[tuple[str, ...], pd.DataFrame, str], Any]  # (models, rows, request id): run them elsewhere
 
 
 class NoModelAnswered(KeelError):
@@ -55,7 +57,10 @@ class Endpoint:
     """A deployment's models, loaded once; ``answer`` (async) or ``predict`` (blocking) answers one request."""
 
     def __init__(self, deployment: Deployment, models: dict[str, Any], *, timeout_s: float = 1.0,
-                 on_shadow: ShadowSink | None = None, shadow_workers: int = 1) -> None:
+                 on_shadow: ShadowSink | None = None, shadow_queue: ShadowQueue | None = None,
+                 shadow_workers: int = 1) -> None:
+        """``shadow_queue``: hands shadow work to another process (keel serve); without it shadows run here, on a
+        background thread, and ``on_shadow`` gets their outputs."""
         missing = [m for m in deployment.models if m not in models]
         if missing:
             raise KeelError(f"deployment {deployment.name!r} routes to {', '.join(missing)}, which are not loaded")
@@ -63,7 +68,7 @@ class Endpoint:
         self.policy = deployment.routing()
         self.chain: list[str] = [m for m in deployment.current.policy.get("fallbacks", []) if m in models]
         self.item_key: str | None = deployment.current.policy.get("item_key")
-        self._on_shadow = on_shadow
+        self._on_shadow, self._shadow_queue = on_shadow, shadow_queue
         self.entity_features: Any = None  # serving.entities.EntityFeatures: set by the loader for entity requests
         self._threads = {m: ThreadPoolExecutor(1, thread_name_prefix=f"keel-model-{i}") for i, m in enumerate(models)}
         self._shadows = ThreadPoolExecutor(max_workers=shadow_workers, thread_name_prefix="keel-shadow")
@@ -76,8 +81,11 @@ class Endpoint:
             answer = await self._interleave(chosen, frame, key, started)
         else:
             answer = await self._chain(chosen, frame, started)
-        for model in chosen.shadows:
-            self._shadows.submit(self._run_shadow, model, frame, request_id or key)
+        if chosen.shadows and self._shadow_queue is not None:
+            self._shadow_queue(chosen.shadows, frame, request_id or key)
+        else:
+            for model in chosen.shadows:
+                self._shadows.submit(self._run_shadow, model, frame, request_id or key)
         return answer
 
     def predict(self, frame: pd.DataFrame, key: str, request_id: str | None = None) -> Answer:
@@ -133,6 +141,12 @@ class Endpoint:
 
     async def _attempt(self, model: str, frame: pd.DataFrame) -> dict[str, Any]:
         started = time.perf_counter()
+        signature = getattr(self.models[model], "signature", None)
+        if signature is not None:
+            check_values(frame, signature)  # a value the model cannot take is the client's error (422), no fallback
+        if getattr(self.models[model], "inline", False):  # a constant (the baseline): no thread, cannot time out
+            return {"model": model, "ok": True, "error": None, "ms": (time.perf_counter() - started) * 1e3,
+                    "predictions": np.asarray(self.models[model].predict(frame))}
         call = asyncio.get_running_loop().run_in_executor(self._threads[model], self.models[model].predict, frame)
         try:
             predictions = np.asarray(await asyncio.wait_for(call, self.timeout_s))

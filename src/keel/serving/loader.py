@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from keel.errors import KeelError, NotFound
-from keel.serving.endpoint import Endpoint, ShadowSink
+from keel.serving.endpoint import Endpoint, ShadowQueue, ShadowSink
 from keel.serving.entities import EntityFeatures
 from keel.serving.service import BASELINE
 
@@ -61,6 +61,7 @@ class BaselineModel:
     mean, or its most frequent class)."""
 
     ref = BASELINE
+    inline = True  # answered on the request's own thread: a constant needs no timeout
 
     def __init__(self, value: Any) -> None:
         self.value = value
@@ -76,7 +77,8 @@ class EndpointSet:
     ws: Any
     names: list[str] | None  # None: every deployment that is not deleted, including ones created later
     timeout_s: float
-    on_shadow: Callable[[str], ShadowSink]
+    on_shadow: Callable[[str], ShadowSink]  # deployment name -> where in-process shadow outputs go
+    shadow_queue: Callable[[str], ShadowQueue] | None = None  # deployment name -> hands shadows to another process
     trusted: bool = False
     strict_requirements: bool = False
     grace_s: float = 30.0
@@ -142,7 +144,8 @@ class EndpointSet:
             value = deployment.current.policy.get("baseline", {}).get("value")
             if value is not None:
                 models[BASELINE] = BaselineModel(value)
-        endpoint = Endpoint(deployment, models, timeout_s=self.timeout_s, on_shadow=self.on_shadow(deployment.name))
+        endpoint = Endpoint(deployment, models, timeout_s=self.timeout_s, on_shadow=self.on_shadow(deployment.name),
+                            shadow_queue=self.shadow_queue(deployment.name) if self.shadow_queue else None)
         endpoint.entity_features = EntityFeatures.for_models(self.ws, deployment.models)  # resolved once, here
         for model in models.values():
             _warm(model)

@@ -75,13 +75,17 @@ class DeploymentService:
     # -- changing ----------------------------------------------------------------------------------------
 
     def create(self, name: str, model: str, *, fallbacks: list[str] | None = None, production: bool = False,
-               override: bool = False, reason: str | None = None) -> Deployment:
-        """A new endpoint serving ``model``; ``fallbacks`` answer, in order, when it fails or times out."""
+               strict_requirements: bool = False, override: bool = False, reason: str | None = None) -> Deployment:
+        """A new endpoint serving ``model``; ``fallbacks`` answer, in order, when it fails or times out.
+        ``strict_requirements``: the data plane refuses to load a model packaged with another version of its
+        library than the one installed (by default it reports the difference and serves)."""
         check_name(name, "deployment name")
         primary = self._deployable(model, production, override, reason)
         chain = [self._fallback(f) for f in fallbacks or []]
         policy = {"kind": "single", "arms": [{"name": "primary", "model": primary, "weight": 1.0}],
                   "fallbacks": chain}
+        if strict_requirements:
+            policy["strict_requirements"] = True
         if BASELINE in chain:
             if self._data is None or self._runs is None:
                 raise InvalidInput("a baseline fallback is computed from the training data; this workspace has none")
@@ -323,6 +327,8 @@ class DeploymentService:
             raise Conflict(f"deployment {current.name!r} is paused; resume it first")
         if BASELINE in policy.get("fallbacks", []) and "baseline" not in policy:
             policy = {**policy, "baseline": current.current.policy.get("baseline")}  # computed once, at create
+        if current.current.policy.get("strict_requirements") and "strict_requirements" not in policy:
+            policy = {**policy, "strict_requirements": True}  # the endpoint's setting, whatever routes
         policy_of(policy, current.seed)  # refused here, before anything is written, if it does not route
         now = datetime.now(UTC)
         number = current.current.version + 1

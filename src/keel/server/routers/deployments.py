@@ -48,6 +48,8 @@ class CreateRequest(Gated):
     fallbacks: Annotated[list[Text], Field(max_length=MAX_ITEMS)] = Field(
         default_factory=list, description="Versions (or 'baseline') answering, in order, when the primary fails")
     production: StrictBool = Field(False, description="Serves production traffic: approved versions only")
+    strict_requirements: StrictBool = Field(False, description="The data plane refuses a model packaged with "
+                                                               "another version of its library")
 
 
 class ShadowRequest(Change):
@@ -124,6 +126,7 @@ def feedback(name: str, body: FeedbackRequest, ws: Workspace = WRITE) -> Respons
 @router.post("/deployments", status_code=201, response_model=dict[str, Any])
 def create(body: CreateRequest, ws: Workspace = WRITE) -> Response:
     made = ws.deployments.create(body.name, body.model, fallbacks=body.fallbacks, production=body.production,
+                                 strict_requirements=body.strict_requirements,
                                  override=body.override, reason=body.reason)
     return _one(made, 201)
 
