@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import orjson
 import uvicorn
 from rich.console import Console
 from sklearn.dummy import DummyRegressor
@@ -62,8 +63,8 @@ class Traffic:
         arms: dict[str, int] = {}
         for _ in range(n):
             i = self.sent % len(self.rows)
-            reply = self.client.post("/v1/endpoints/price/predict", json={"records": [self.rows[i]]},
-                                     headers={"x-keel-key": str(self.keys[i])})
+            reply = self.client.post("/v1/endpoints/price/predict", content=orjson.dumps({"records": [self.rows[i]]}),
+                                     headers={"x-keel-key": str(self.keys[i]), "content-type": "application/json"})
             reply.raise_for_status()
             arm = reply.json()["arm"]
             arms[arm] = arms.get(arm, 0) + 1
