@@ -145,3 +145,17 @@ def test_interleaving_with_one_ranker_down_serves_the_others_ranking_and_says_wh
     assert answer.ranking == {"items": ["p", "q", "r", "s"], "teams": ["old"] * 4}
     assert answer.served_by == "r/1" and "ranker down" in answer.reason
     endpoint.close()
+
+
+def test_without_a_timeout_models_answer_on_the_requests_own_thread_and_still_fall_back() -> None:
+    seen: list[str] = []
+
+    class Where(Fixed):
+        def predict(self, frame: pd.DataFrame) -> np.ndarray:
+            seen.append(threading.current_thread().name)
+            return super().predict(frame)
+
+    models = {"m/2": Fixed(2.0, fail=True), "m/1": Where(1.0)}
+    answer = Endpoint(deployment(single("m/2", ["m/1"])), models, timeout_s=0).predict(FRAME, "k")
+    assert answer.served_by == "m/1" and "model exploded" in answer.reason
+    assert seen == [threading.current_thread().name]  # no hand-over to a model thread

@@ -144,9 +144,17 @@ class Endpoint:
         signature = getattr(self.models[model], "signature", None)
         if signature is not None:
             check_values(frame, signature)  # a value the model cannot take is the client's error (422), no fallback
-        if getattr(self.models[model], "inline", False):  # a constant (the baseline): no thread, cannot time out
-            return {"model": model, "ok": True, "error": None, "ms": (time.perf_counter() - started) * 1e3,
-                    "predictions": np.asarray(self.models[model].predict(frame))}
+        if not self.timeout_s or getattr(self.models[model], "inline", False):  # no timeout asked (or a constant,
+            # the baseline): called on the request's own thread, sparing the hand-over to the model's thread
+            try:
+                predictions = np.asarray(self.models[model].predict(frame))
+            except UserError:
+                raise
+            except Exception as exc:  # the model failed: the next in the chain answers
+                return {"model": model, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:500],
+                        "ms": (time.perf_counter() - started) * 1e3}
+            return {"model": model, "ok": True, "error": None, "predictions": predictions,
+                    "ms": (time.perf_counter() - started) * 1e3}
         call = asyncio.get_running_loop().run_in_executor(self._threads[model], self.models[model].predict, frame)
         try:
             predictions = np.asarray(await asyncio.wait_for(call, self.timeout_s))
