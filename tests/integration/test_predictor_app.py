@@ -199,7 +199,7 @@ def test_a_model_that_takes_missing_values_declares_them_nullable(ws) -> None:
     assert all(c.nullable for c in ws.models.load(version.name).signature.inputs)  # it handles NaN itself
 
 
-def test_shadows_run_in_a_low_priority_process_and_are_logged_under_the_primarys_request_id(ws, tmp_path) -> None:
+def test_the_sidecar_commits_the_log_and_runs_shadows_logged_under_the_primarys_request_id(ws, tmp_path) -> None:
     from serving_helpers import ConstantModel
 
     example = toy_frame(5)[FEATURES]
@@ -207,11 +207,16 @@ def test_shadows_run_in_a_low_priority_process_and_are_logged_under_the_primarys
     slow = ws.models.register(ConstantModel(7.0, delay_s=0.3), "const", flavor="python", input_example=example)
     ws.deployments.create("c", fast.name)
     ws.deployments.shadow("c", slow.name)
-    app = create_predictor_app(ws, log_folder=tmp_path / "log", trusted=True, commit_every_s=0.2)
+    app = create_predictor_app(ws, log_folder=tmp_path / "log", trusted=True, commit_every_s=0.2, sidecar=True)
     with TestClient(app) as client:
         started = time.perf_counter()
         ids = [client.post("/v1/endpoints/c/predict", json={"records": ROWS}).json()["request_id"] for _ in range(5)]
         assert time.perf_counter() - started < 1.0  # five answers, not five waits for a 0.3 s shadow
+        for _ in range(200):  # committed while serving, by the sidecar
+            if ws.data.catalog.dataset(LOG_TABLE) is not None and len(ws.data.read(LOG_TABLE)) >= 10:
+                break
+            time.sleep(0.1)
+        assert not list((tmp_path / "log").glob("*.closed"))  # nothing waits on the serving process to commit
     logged = ws.data.read(LOG_TABLE)
     shadow = logged[logged.kind == "shadow"]
     assert sorted(shadow.request_id) == sorted(ids) and set(shadow.model) == {slow.name}

@@ -53,4 +53,5 @@ def app_from_env() -> object:
     options = json.loads(os.environ[_ENV])
     return create_predictor_app(open_workspace(options["workspace"]), options["deployments"] or None,
                                 timeout_s=options["timeout_s"], max_inflight=options["max_inflight"],
-                                trusted=options["trusted"], strict_requirements=options["strict_requirements"])
+                                trusted=options["trusted"], strict_requirements=options["strict_requirements"],
+                                sidecar=True)

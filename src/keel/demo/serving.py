@@ -34,7 +34,7 @@ GUARDRAILS = ["error_rate < 0.01", "p99_ms < 250", "mean_shift(prediction) < 0.3
 @contextmanager
 def data_plane(ws: Workspace) -> Iterator[str]:
     """``keel serve`` in a background thread on a free local port; yields its base URL."""
-    app = create_predictor_app(ws, commit_every_s=0.2, reload_every_s=0.2, grace_s=2)
+    app = create_predictor_app(ws, commit_every_s=0.2, reload_every_s=0.2, grace_s=2, sidecar=True)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="keel-demo-serve", daemon=True)
     thread.start()

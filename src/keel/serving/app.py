@@ -38,7 +38,7 @@ from keel.serving.loader import EndpointSet
 from keel.serving.oip import frame_from_infer, infer_response, model_metadata
 from keel.serving.predlog import SEGMENT_COLUMN, SegmentLog
 from keel.serving.requests import frame_from_body, parse_json
-from keel.serving.shadows import ShadowProcess
+from keel.serving.sidecar import Sidecar
 
 __all__ = ["LOG_SCHEMA", "LOG_TABLE", "create_predictor_app"]
 
@@ -70,11 +70,11 @@ _events = get_logger("keel.serve")
 def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder: Path | None = None,
                          timeout_s: float = 1.0, commit_every_s: float = 1.0, reload_every_s: float = 1.0,
                          max_inflight: int = 64, trusted: bool = False, strict_requirements: bool = False,
-                         grace_s: float = 30.0, shadow_process: bool = True) -> FastAPI:
+                         grace_s: float = 30.0, sidecar: bool = False) -> FastAPI:
     """An app serving ``names`` (default: every deployment, including ones created while it runs) from workspace
     ``ws``. ``max_inflight``: requests answered at once before the next get a fast 503 with Retry-After;
-    ``reload_every_s``: how often deployment changes are picked up; ``shadow_process``: shadow models run in a
-    child process at the lowest priority (else on a thread here)."""
+    ``reload_every_s``: how often deployment changes are picked up; ``sidecar``: log commits and shadow models run
+    in a child process at the lowest priority (keel serve), else on threads of this one."""
     metrics = _Metrics()
     base = Path(ws.settings.root) / ".keel" / "serving"
     folder = log_folder or base / f"log-{uuid.uuid4().hex[:8]}"
@@ -91,18 +91,10 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
 
         return on_shadow
 
-    shadows = ShadowProcess((type(ws), ws.settings), folder.with_name(folder.name + "-shadows"), trusted=trusted,
-                            commit_every_s=commit_every_s) if shadow_process else None
-
-    def shadow_queue(deployment: str) -> Any:
-        def hand_over(models: tuple[str, ...], frame: Any, request_id: str) -> None:
-            if shadows is not None and not shadows.submit(deployment, models, frame, request_id):
-                metrics.shadows_dropped.labels(deployment).inc()
-
-        return hand_over
-
-    served = EndpointSet(ws, names, timeout_s, shadow_logger, shadow_queue=shadow_queue if shadow_process else None,
-                         trusted=trusted, strict_requirements=strict_requirements, grace_s=grace_s)
+    helper = Sidecar((type(ws), ws.settings), folder, trusted=trusted, commit_every_s=commit_every_s) \
+        if sidecar else None
+    served = EndpointSet(ws, names, timeout_s, shadow_logger, shadows_elsewhere=sidecar, trusted=trusted,
+                         strict_requirements=strict_requirements, grace_s=grace_s)
 
     def refresh() -> None:
         changed = served.refresh()
@@ -123,7 +115,10 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         while not stop.wait(max(0.0, min(due.values()) - time.monotonic())):
             now = time.monotonic()
             if now >= due["commit"]:
-                log.commit()
+                if helper is not None and helper.alive:
+                    log.rotate()  # the sidecar commits: no table write in the process answering requests
+                else:
+                    log.commit()
                 due["commit"] = now + commit_every_s
             if now >= due["refresh"]:
                 try:
@@ -141,6 +136,8 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
             with lock:  # held while its segments are committed: two starting workers never adopt the same one
                 prediction_log(ws, orphan).recover()
                 shutil.rmtree(orphan, ignore_errors=True)
+        if helper is not None:
+            helper.start()
         await run_in_threadpool(refresh)
         state["ready"] = True
         thread = threading.Thread(target=background, name="keel-serve-background", daemon=True)
@@ -150,9 +147,10 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         stop.set()
         thread.join(10)
         served.close()
-        if shadows is not None:
-            await run_in_threadpool(shadows.close)
-        log.close()
+        log.rotate()
+        if helper is not None:
+            await run_in_threadpool(helper.close)  # it runs what is queued and commits everything
+        log.close()  # whatever is left (no sidecar, or a dead one): committed once, under the folder's commit lock
         limits.restore_original_limits()
         held.close()
 
@@ -296,12 +294,15 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         records = payload.get("records") or payload.get("entities") if isinstance(payload, dict) else None
         inputs = records if isinstance(records, list) else frame.to_dict(orient="records")
         output = answer.ranking if answer.ranking is not None else answer.predictions
+        inputs_json = orjson.dumps(inputs, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
         log.append([{"request_id": request_id, "at": datetime.now(UTC).isoformat(), "kind": "primary",
                      "deployment": name, "arm": answer.arm, "model": answer.model, "served_by": answer.served_by,
                      "reason": answer.reason, "output": jsonable(output),
-                     "inputs": orjson.dumps(inputs, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+                     "inputs": inputs_json.decode(),
                      "latency_ms": answer.latency_ms, "status": "ok",
                      "features": None if fetched is None else jsonable(fetched)}])  # logged before the answer goes out
+        if answer.shadows and helper is not None and not helper.submit(name, answer.shadows, inputs_json, request_id):
+            metrics.shadows_dropped.labels(name).inc()
         metrics.requests.labels(name, answer.arm, answer.served_by).inc()
         metrics.latency.labels(name, answer.arm, answer.served_by).observe(seconds)
         if answer.reason is not None:

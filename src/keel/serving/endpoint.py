@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,6 @@ from keel.serving.routing import Route, route
 __all__ = ["Answer", "Endpoint", "NoModelAnswered"]
 
 ShadowSink = Callable[[str, str, Any, float], None]  # (model, request id, output or exception, ms)
-ShadowQueue = Callable[[tuple[str, ...], pd.DataFrame, str], Any]  # (models, rows, request id): run them elsewhere
 
 
 class NoModelAnswered(KeelError):
@@ -51,16 +50,18 @@ class Answer:
     latency_ms: float
     attempts: list[dict[str, Any]] = field(default_factory=list)
     ranking: dict[str, list[Any]] | None = None  # interleave: {"items": [...], "teams": [arm, ...]}
+    shadows: tuple[str, ...] = ()  # the shadow models this request was routed to (run elsewhere: see Endpoint)
 
 
 class Endpoint:
     """A deployment's models, loaded once; ``answer`` (async) or ``predict`` (blocking) answers one request."""
 
     def __init__(self, deployment: Deployment, models: dict[str, Any], *, timeout_s: float = 1.0,
-                 on_shadow: ShadowSink | None = None, shadow_queue: ShadowQueue | None = None,
+                 on_shadow: ShadowSink | None = None, shadows_elsewhere: bool = False,
                  shadow_workers: int = 1) -> None:
-        """``shadow_queue``: hands shadow work to another process (keel serve); without it shadows run here, on a
-        background thread, and ``on_shadow`` gets their outputs."""
+        """``shadows_elsewhere``: the answer only names its shadow models (``Answer.shadows``) and the caller runs
+        them (keel serve hands them to its sidecar); otherwise they run here, on a background thread, and
+        ``on_shadow`` gets their outputs."""
         missing = [m for m in deployment.models if m not in models]
         if missing:
             raise KeelError(f"deployment {deployment.name!r} routes to {', '.join(missing)}, which are not loaded")
@@ -68,7 +69,7 @@ class Endpoint:
         self.policy = deployment.routing()
         self.chain: list[str] = [m for m in deployment.current.policy.get("fallbacks", []) if m in models]
         self.item_key: str | None = deployment.current.policy.get("item_key")
-        self._on_shadow, self._shadow_queue = on_shadow, shadow_queue
+        self._on_shadow, self.shadows_elsewhere = on_shadow, shadows_elsewhere
         self.entity_features: Any = None  # serving.entities.EntityFeatures: set by the loader for entity requests
         self._threads = {m: ThreadPoolExecutor(1, thread_name_prefix=f"keel-model-{i}") for i, m in enumerate(models)}
         self._shadows = ThreadPoolExecutor(max_workers=shadow_workers, thread_name_prefix="keel-shadow")
@@ -81,11 +82,10 @@ class Endpoint:
             answer = await self._interleave(chosen, frame, key, started)
         else:
             answer = await self._chain(chosen, frame, started)
-        if chosen.shadows and self._shadow_queue is not None:
-            self._shadow_queue(chosen.shadows, frame, request_id or key)
-        else:
-            for model in chosen.shadows:
-                self._shadows.submit(self._run_shadow, model, frame, request_id or key)
+        if self.shadows_elsewhere:
+            return replace(answer, shadows=chosen.shadows)
+        for model in chosen.shadows:
+            self._shadows.submit(self._run_shadow, model, frame, request_id or key)
         return answer
 
     def predict(self, frame: pd.DataFrame, key: str, request_id: str | None = None) -> Answer:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from keel.errors import KeelError, NotFound
-from keel.serving.endpoint import Endpoint, ShadowQueue, ShadowSink
+from keel.serving.endpoint import Endpoint, ShadowSink
 from keel.serving.entities import EntityFeatures
 from keel.serving.service import BASELINE
 
@@ -78,7 +78,7 @@ class EndpointSet:
     names: list[str] | None  # None: every deployment that is not deleted, including ones created later
     timeout_s: float
     on_shadow: Callable[[str], ShadowSink]  # deployment name -> where in-process shadow outputs go
-    shadow_queue: Callable[[str], ShadowQueue] | None = None  # deployment name -> hands shadows to another process
+    shadows_elsewhere: bool = False  # answers name their shadows; the app runs them (its sidecar)
     trusted: bool = False
     strict_requirements: bool = False
     grace_s: float = 30.0
@@ -145,7 +145,7 @@ class EndpointSet:
             if value is not None:
                 models[BASELINE] = BaselineModel(value)
         endpoint = Endpoint(deployment, models, timeout_s=self.timeout_s, on_shadow=self.on_shadow(deployment.name),
-                            shadow_queue=self.shadow_queue(deployment.name) if self.shadow_queue else None)
+                            shadows_elsewhere=self.shadows_elsewhere)
         endpoint.entity_features = EntityFeatures.for_models(self.ws, deployment.models)  # resolved once, here
         for model in models.values():
             _warm(model)

@@ -3,12 +3,15 @@ response goes out, and closed segments are committed to a table in batches.
 
 Durability: a record is written and flushed to the operating system before ``append`` returns, so a killed
 server process (SIGKILL) loses nothing it answered; segments are fsynced when they are closed. Exactly once: a
-segment is committed with its id in every row (``log_segment``) and deleted afterwards, and ``recover`` skips
-segments whose id the table already holds (a crash between the commit and the delete).
+segment is committed with its id in every row (``log_segment``) and deleted afterwards, committing skips segments
+whose id the table already holds (a crash between the commit and the delete), and whoever commits a folder (the
+serving process, its sidecar, a server recovering a dead one's folder) holds the folder's ``commit.lock`` while
+doing so, so two committers never commit the same segment.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import uuid
@@ -59,15 +62,19 @@ class SegmentLog:
 
     def commit(self) -> int:
         """Close the open segment and commit every closed one; returns the rows committed."""
+        self.rotate()
+        return self.commit_closed()
+
+    def rotate(self) -> None:
+        """Close the open segment (fsynced), so that a committer, here or in another process, can take it."""
         with self._lock:
             self._close()
-        return self._commit_closed()
 
     def recover(self) -> int:
         """At start: segments a killed process left open are closed, then everything is committed once."""
         for path in sorted(self.folder.glob("*.open")):
             os.replace(path, path.with_suffix(".closed"))
-        return self._commit_closed()
+        return self.commit_closed()
 
     def close(self) -> None:
         self.commit()
@@ -85,6 +92,12 @@ class SegmentLog:
         assert self._segment is not None
         os.replace(self._path(self._segment, "open"), self._path(self._segment, "closed"))
         self._handle, self._segment, self._count = None, None, 0
+
+    def commit_closed(self) -> int:
+        """Commit every closed segment not yet in the table (any process may: see the module docstring)."""
+        with open(self.folder / "commit.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, however this process ends
+            return self._commit_closed()
 
     def _commit_closed(self) -> int:
         done = set(self._committed())
