@@ -46,8 +46,7 @@ def test_a_segment_committed_before_a_crash_is_not_committed_again(ws: keel.Work
     folder = tmp_path / "segments"
     log = delta_log(ws, folder)
     log.append([{"request_id": "r1", "prediction": 1.0}, {"request_id": "r2", "prediction": 2.0}])
-    with log._lock:
-        log._close()
+    log.rotate()
     closed = next(folder.glob("*.closed"))
     kept = shutil.copy(closed, tmp_path / "copy")
     assert log.commit() == 2

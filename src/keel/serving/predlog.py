@@ -57,8 +57,9 @@ class SegmentLog:
                 self._handle = os.fdopen(fd, "ab", buffering=0)
             self._handle.write(data)  # unbuffered: in the kernel when this returns, so SIGKILL cannot lose it
             self._count += len(records)
-            if self._count >= self.max_records:
-                self._close()
+            full = self._detach() if self._count >= self.max_records else None
+        if full is not None:
+            self._seal(*full)
 
     def commit(self) -> int:
         """Close the open segment and commit every closed one; returns the rows committed."""
@@ -66,9 +67,12 @@ class SegmentLog:
         return self.commit_closed()
 
     def rotate(self) -> None:
-        """Close the open segment (fsynced), so that a committer, here or in another process, can take it."""
+        """Close the open segment (fsynced), so that a committer, here or in another process, can take it. Only
+        the swap holds the lock: appends go on to a new segment while the old one is fsynced."""
         with self._lock:
-            self._close()
+            detached = self._detach()
+        if detached is not None:
+            self._seal(*detached)
 
     def recover(self) -> int:
         """At start: segments a killed process left open are closed, then everything is committed once."""
@@ -84,14 +88,19 @@ class SegmentLog:
     def _path(self, segment: str, state: str) -> Path:
         return self.folder / f"{segment}.{state}"
 
-    def _close(self) -> None:
-        if self._handle is None:
-            return
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-        assert self._segment is not None
-        os.replace(self._path(self._segment, "open"), self._path(self._segment, "closed"))
+    def _detach(self) -> tuple[Any, str] | None:
+        """Take the open segment out (the next append opens a new one); under the lock."""
+        if self._handle is None or self._segment is None:
+            return None
+        detached = (self._handle, self._segment)
         self._handle, self._segment, self._count = None, None, 0
+        return detached
+
+    def _seal(self, handle: Any, segment: str) -> None:
+        """fsync, close, and mark a detached segment closed: ready to commit."""
+        os.fsync(handle.fileno())
+        handle.close()
+        os.replace(self._path(segment, "open"), self._path(segment, "closed"))
 
     def commit_closed(self) -> int:
         """Commit every closed segment not yet in the table (any process may: see the module docstring)."""
