@@ -378,9 +378,13 @@ def _orphans(base: Path, mine: Path) -> Iterator[tuple[Path, Any]]:
 
 
 def _committed(ws: Any) -> list[str]:
+    """The segment ids the log table holds (none while another process is creating it)."""
     if ws.data.catalog.dataset(LOG_TABLE) is None:
         return []
-    return pc.unique(ws.data.read_arrow(LOG_TABLE, columns=[SEGMENT_COLUMN])[SEGMENT_COLUMN]).to_pylist()
+    try:
+        return pc.unique(ws.data.read_arrow(LOG_TABLE, columns=[SEGMENT_COLUMN])[SEGMENT_COLUMN]).to_pylist()
+    except NotFound:  # registered, first version not committed yet: it holds none of this folder's segments
+        return []
 
 
 def jsonable(output: Any) -> str:

@@ -27,7 +27,11 @@ from typing import Any
 
 import pandas as pd
 
+from keel.logs import get_logger
+
 __all__ = ["Sidecar"]
+
+_events = get_logger("keel.serve.sidecar")
 
 _CONTEXT = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or locks
 
@@ -111,7 +115,10 @@ def _main(workspace: tuple[Any, Any], folder: str, trusted: bool, jobs: Any, com
                                 for ref in refs])
             if time.monotonic() >= due:
                 shadows.rotate()
-                served.commit_closed(), shadows.commit_closed()
+                try:
+                    served.commit_closed(), shadows.commit_closed()
+                except Exception as exc:  # the store may be briefly unreachable: the segments wait, retried next time
+                    _events.warning("sidecar.commit_failed", error=f"{type(exc).__name__}: {exc}")
                 due = time.monotonic() + commit_every_s
     finally:
         shadows.rotate()
