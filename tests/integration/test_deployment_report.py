@@ -34,7 +34,7 @@ def world(any_ws: keel.Workspace):
 def commit(ws: keel.Workspace, records: list[dict[str, Any]], folder: Path) -> None:
     """Rows into the log the way ``keel serve`` writes them: a segment, then one commit."""
     log = SegmentLog(folder, write=lambda rows: ws.data.write_batches([rows], LOG_TABLE, reason="prediction log"),
-                     committed=lambda: [], schema=LOG_SCHEMA)
+                     committed=lambda ids: [], schema=LOG_SCHEMA)
     log.append(records)
     log.commit()
 

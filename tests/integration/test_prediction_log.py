@@ -20,11 +20,16 @@ from keel.serving.predlog import SEGMENT_COLUMN, SegmentLog
 WORKER = Path(__file__).parent / "workers" / "predlog_writer.py"
 
 
+asked: list[list[str]] = []  # every question delta_log's logs asked the table
+
+
 def delta_log(ws: keel.Workspace, folder: Path, table: str = "predictions", **options) -> SegmentLog:
-    def committed() -> list[str]:
+    def committed(ids: list[str]) -> list[str]:
+        asked.append(ids)
         if ws.data.catalog.dataset(table) is None:
             return []
-        return pc.unique(ws.data.read_arrow(table, columns=[SEGMENT_COLUMN])[SEGMENT_COLUMN]).to_pylist()
+        held = pc.unique(ws.data.read_arrow(table, columns=[SEGMENT_COLUMN])[SEGMENT_COLUMN]).to_pylist()
+        return [i for i in ids if i in held]
 
     return SegmentLog(folder, write=lambda rows: ws.data.write_batches([rows], table, reason="prediction log"),
                       committed=committed, **options)
@@ -49,10 +54,14 @@ def test_a_segment_committed_before_a_crash_is_not_committed_again(ws: keel.Work
     log.rotate()
     closed = next(folder.glob("*.closed"))
     kept = shutil.copy(closed, tmp_path / "copy")
-    assert log.commit() == 2
-    shutil.copy(kept, closed)  # as if the process died after the table commit, before deleting the segment
-    assert delta_log(ws, folder).recover() == 0
-    assert ws.data.read_arrow("predictions").num_rows == 2 and not closed.exists()
+    asked.clear()
+    assert log.commit() == 2 and asked == []  # the normal path never reads the table
+    interrupted = closed.with_suffix(".committing")
+    shutil.copy(kept, interrupted)  # as if the committer died after the table commit, before deleting the segment
+    log.append([{"request_id": "r3", "prediction": 3.0}])
+    assert delta_log(ws, folder).recover() == 1  # r3 only: the table already holds the interrupted one
+    assert asked == [[closed.stem]]  # and only that segment's id was asked about
+    assert ws.data.read_arrow("predictions").num_rows == 3 and not interrupted.exists()
 
 
 def test_sigkill_loses_no_acknowledged_record_and_commits_each_once(ws: keel.Workspace, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ changes are picked up while serving (keel/serving/loader.py); past ``max_infligh
 from __future__ import annotations
 
 import fcntl
+import re
 import shutil
 import threading
 import time
@@ -351,7 +352,7 @@ def prediction_log(ws: Any, folder: Path) -> SegmentLog:
     """The write-ahead log of one serving process (or its shadow child) in ``folder``, committed to the table."""
     return SegmentLog(folder, write=lambda rows: ws.data.write_batches([rows], LOG_TABLE, reason="prediction log",
                                                                        schema_change="add-columns"),
-                      committed=lambda: _committed(ws), schema=LOG_SCHEMA)  # a log from an older keel grows
+                      committed=lambda ids: _committed(ws, ids), schema=LOG_SCHEMA)  # a log from an older keel grows
 
 
 def hold_folder(folder: Path) -> Any:
@@ -377,14 +378,18 @@ def _orphans(base: Path, mine: Path) -> Iterator[tuple[Path, Any]]:
         yield other, handle
 
 
-def _committed(ws: Any) -> list[str]:
-    """The segment ids the log table holds (none while another process is creating it)."""
-    if ws.data.catalog.dataset(LOG_TABLE) is None:
+def _committed(ws: Any, ids: list[str]) -> list[str]:
+    """Which of the segment ``ids`` the log table holds (none while another process is creating it)."""
+    if ws.data.catalog.dataset(LOG_TABLE) is None or not ids:
         return []
+    if not all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids):  # uuid hex, as SegmentLog names them
+        raise KeelError(f"unexpected segment names in the prediction log folder: {ids}")
+    where = f"{SEGMENT_COLUMN} IN (" + ", ".join(f"'{i}'" for i in ids) + ")"
     try:
-        return pc.unique(ws.data.read_arrow(LOG_TABLE, columns=[SEGMENT_COLUMN])[SEGMENT_COLUMN]).to_pylist()
+        found = ws.data.read_arrow(LOG_TABLE, columns=[SEGMENT_COLUMN], where=where)
     except NotFound:  # registered, first version not committed yet: it holds none of this folder's segments
         return []
+    return pc.unique(found[SEGMENT_COLUMN]).to_pylist()
 
 
 def jsonable(output: Any) -> str:

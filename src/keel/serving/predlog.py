@@ -30,9 +30,10 @@ SEGMENT_COLUMN = "log_segment"  # keel reserves _keel_ columns for its own bookk
 
 class SegmentLog:
     """Append-only JSON-lines segments in ``folder``; ``commit`` hands closed ones to ``write`` (one table append
-    per segment) and ``committed`` says which segment ids the table holds already."""
+    per segment) and ``committed(ids)`` says which of those segment ids the table holds already."""
 
-    def __init__(self, folder: Path, write: Callable[[pa.Table], Any], committed: Callable[[], Iterable[str]], *,
+    def __init__(self, folder: Path, write: Callable[[pa.Table], Any],
+                 committed: Callable[[list[str]], Iterable[str]], *,
                  max_records: int = 10_000, schema: pa.Schema | None = None) -> None:
         """``schema``: the records' columns and types (fields a record lacks are null), so every segment
         commits with the same schema whatever its records hold; without it the types are inferred."""
@@ -109,16 +110,29 @@ class SegmentLog:
             return self._commit_closed()
 
     def _commit_closed(self) -> int:
-        done = set(self._committed())
+        """Each closed segment is renamed ``.committing``, written, then deleted: only a segment a committer died
+        with (still ``.committing``) needs the table asked whether it landed, so a commit costs the same however
+        large the table grows."""
         rows = 0
-        for path in sorted(self.folder.glob("*.closed")):
-            segment = path.stem
-            data = path.read_bytes()
-            data = data[:data.rfind(b"\n") + 1]  # a torn last line was never acknowledged: append had not returned
-            if segment not in done and data:
-                table = pa_json.read_json(pa.BufferReader(data), parse_options=self._parse)  # vectorised
-                table = table.append_column(SEGMENT_COLUMN, pa.array([segment] * table.num_rows, pa.string()))
-                self._write(table)
-                rows += table.num_rows
+        interrupted = sorted(self.folder.glob("*.committing"))
+        done = set(self._committed([p.stem for p in interrupted])) if interrupted else set()
+        for path in interrupted:
+            if path.stem not in done:
+                rows += self._write_segment(path)
             path.unlink()
+        for path in sorted(self.folder.glob("*.closed")):
+            committing = path.with_suffix(".committing")
+            os.replace(path, committing)
+            rows += self._write_segment(committing)
+            committing.unlink()
         return rows
+
+    def _write_segment(self, path: Path) -> int:
+        data = path.read_bytes()
+        data = data[:data.rfind(b"\n") + 1]  # a torn last line was never acknowledged: append had not returned
+        if not data:
+            return 0
+        table = pa_json.read_json(pa.BufferReader(data), parse_options=self._parse)  # vectorised
+        table = table.append_column(SEGMENT_COLUMN, pa.array([path.stem] * table.num_rows, pa.string()))
+        self._write(table)
+        return table.num_rows

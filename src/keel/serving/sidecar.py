@@ -20,6 +20,7 @@ import contextlib
 import multiprocessing
 import os
 import queue
+import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,6 +85,8 @@ def _main(workspace: tuple[Any, Any], folder: str, trusted: bool, jobs: Any, com
           parent: int) -> None:
     """The child: commit the parent's closed segments; predict queued requests with their shadow models."""
     os.nice(19)
+    for stop in (signal.SIGINT, signal.SIGTERM):  # a terminal's Ctrl-C or a group-wide SIGTERM: the parent drains
+        signal.signal(stop, signal.SIG_IGN)       # first and tells this process when to finish
     with contextlib.suppress(OSError):  # any core it may use: the parent's pinning is the parent's
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
     import orjson

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from keel.serving.predlog import SegmentLog
 
-log = SegmentLog(Path(sys.argv[1]), write=lambda table: None, committed=lambda: [], max_records=int(sys.argv[2]))
+log = SegmentLog(Path(sys.argv[1]), write=lambda table: None, committed=lambda ids: [], max_records=int(sys.argv[2]))
 i = 0
 while True:
     log.append([{"request_id": f"r{i}", "prediction": float(i), "model": "price/1"}])
