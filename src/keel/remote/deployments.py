@@ -99,6 +99,10 @@ class RemoteDeploymentService:
         found = self._client.post(join("deployments", name, "check-canary"), None, min_requests=min_requests)
         return CanaryDecision(**found)
 
+    def versions(self) -> dict[str, int]:
+        """Every live deployment's current policy version."""
+        return {d.name: d.current.version for d in self.list()}
+
     def check_canaries(self, *, now: Any = None, min_requests: int = 20) -> dict[str, CanaryDecision]:
         """One pass of the canary controller over every active canary, run by the server."""
         if now is not None:

@@ -89,8 +89,14 @@ class EndpointSet:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refresh(self) -> list[str]:
-        """Bring every served deployment to its current policy; returns the names that changed."""
+        """Bring every served deployment to its current policy; returns the names that changed. One small query
+        when nothing changed (it runs every second inside the serving process)."""
         with self._lock:  # one refresh at a time (the watcher and a startup load never interleave)
+            current = self.ws.deployments.versions()
+            held = {n: e.deployment.current.version for n, e in self.endpoints.items()}
+            if self.endpoints and not self.problems and \
+                    held == {n: v for n, v in current.items() if self.names is None or n in self.names}:
+                return []
             wanted = self._wanted()
             endpoints = dict(self.endpoints)
             changed = []

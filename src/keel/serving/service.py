@@ -64,6 +64,14 @@ class DeploymentService:
                                  .order_by(deployments.c.name)).scalars().all()
         return [self.get(n) for n in names]
 
+    def versions(self) -> dict[str, int]:
+        """Every live deployment's current policy version, in one query: what a data plane polls to notice a
+        change without reading the policies."""
+        with self._db.read() as conn:
+            rows = conn.execute(sa.select(deployments.c.name, deployments.c.latest_version)
+                                .where(deployments.c.deleted_at.is_(None))).all()
+        return {r.name: r.latest_version for r in rows}
+
     def history(self, name: str) -> list[DeploymentVersion]:
         """Every version of the policy, oldest first."""
         self.get(name)
