@@ -28,15 +28,22 @@ def test_the_baseline_is_the_train_parts_mean_and_answers_when_every_model_fails
     mean = ws.data.read_split(split.ref, "train", columns=["y"])["y"].mean()
     assert baseline["value"] == pytest.approx(mean) and (baseline["of"], baseline["label"]) == (good.name, "y")
     assert ws.deployments.canary("price", good.name, steps=[50], interval_s=60).current.policy["baseline"] == baseline
-    ws.deployments.rollback("price")
+    from serving_helpers import ConstantModel
+
+    with ws.runs.start("slow") as run:  # a model that never answers in time, trained (say its tags) on the split
+        run.set_tags({"fit.data": split.ref, "fit.label": "y"})
+        slow = ws.models.register(ConstantModel(0.0, delay_s=2.0), "slow", flavor="python", run=run,
+                                  input_example=toy_frame(1)[FEATURES])
+    ws.deployments.create("slow", slow.name, fallbacks=["baseline"])
     rows = toy_frame(2)[FEATURES].to_dict(orient="records")
-    with TestClient(create_predictor_app(ws, log_folder=tmp_path / "log", timeout_s=1e-6)) as client:  # none in time
-        answer = client.post("/v1/endpoints/price/predict", json={"records": rows})
+    app = create_predictor_app(ws, ["slow"], log_folder=tmp_path / "log", timeout_s=0.1, trusted=True)
+    with TestClient(app) as client:
+        answer = client.post("/v1/endpoints/slow/predict", json={"records": rows})
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert body["predictions"] == pytest.approx([mean, mean]) and body["model"] == "baseline"
-        assert "timed out" in body["fallback"]["reason"] and body["fallback"]["chosen"] == good.name
-        assert 'keel_fallbacks_total{deployment="price",version="baseline"} 1.0' in client.get("/metrics").text
+        assert "timed out" in body["fallback"]["reason"] and body["fallback"]["chosen"] == slow.name
+        assert 'keel_fallbacks_total{deployment="slow",version="baseline"} 1.0' in client.get("/metrics").text
 
 
 def test_a_baseline_needs_training_data_it_can_read(ws: keel.Workspace) -> None:
