@@ -17,6 +17,8 @@ from keel.server.security import PERMISSIONS, api_routes, permission_of
 from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE
 from keel.users import ROLES
 
+from .api_helpers import api_error as _error
+from .api_helpers import call as _call
 from .conftest import Server
 
 
@@ -29,23 +31,9 @@ def toy(server: Server) -> Server:
     return server
 
 
-def _call(server: Server, method: str, path: str, role: str | None, body: Any = None, **params: Any) -> Any:
-    return server.client.request(method, f"/api/v1{path}", headers=server.as_role(role), params=params or None,
-                                 **({"json": body} if body is not None else {}))
-
-
 def _ok(response: Any, status: int = 200) -> Any:
     assert response.status_code == status, (response.status_code, response.text)
     return response.json() if response.content else None
-
-
-def _error(response: Any, status: int, kind: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, (response.status_code, response.text)
-    error = response.json()["error"]
-    assert set(error) == {"type", "message", "details"} and error["message"]
-    if kind is not None:
-        assert error["type"] == kind, error
-    return error
 
 
 def _requests() -> list[tuple[str, str, dict[str, Any] | None, str]]:

@@ -31,6 +31,8 @@ from keel.server.routers.features import MAX_ENTITY_ROWS, MAX_FEATURES
 from keel.server.security import PERMISSIONS, SESSION_COOKIE, api_routes, permission_of
 from keel.users import ROLES
 
+from .api_helpers import api_error as _error
+from .api_helpers import call as _call
 from .conftest import Server
 
 VIEW = "driver_stats"
@@ -88,19 +90,6 @@ def train_on(ws: Any, training_set_ref: str) -> tuple[str, str]:
 @pytest.fixture
 def featured(server: Server) -> tuple[Server, Features]:
     return server, add_driver_features(server.ws)
-
-
-def _call(server: Server, method: str, path: str, role: str | None, body: Any = None, **params: Any) -> Any:
-    return server.client.request(method, f"/api/v1{path}", headers=server.as_role(role), params=params or None,
-                                 **({"json": body} if body is not None else {}))
-
-
-def _error(response: Any, status: int | tuple[int, ...]) -> dict[str, Any]:
-    statuses = (status,) if isinstance(status, int) else status
-    assert response.status_code in statuses, (response.status_code, response.text)
-    error = response.json()["error"]
-    assert set(error) == {"type", "message", "details"} and error["message"]
-    return error
 
 
 # -- every route, with the right role ------------------------------------------------------------------------

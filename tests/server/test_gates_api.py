@@ -17,6 +17,8 @@ from gates_helpers import CHECKLIST, register, toy_world  # tests/ is on sys.pat
 from keel.server.security import PERMISSIONS, api_routes, permission_of
 from keel.users import ROLES
 
+from .api_helpers import api_error as _error
+from .api_helpers import call as _call
 from .conftest import Server
 
 GOOD, BROKEN = "toy/1", "toy/2"  # a linear model, and the same with the x1 coefficient flipped
@@ -42,20 +44,6 @@ def gated(toy: Server) -> Gated:
     """The checklist stored and the broken version run through it (embedded)."""
     toy.ws.gates.set_checklist("toy", CHECKLIST)
     return Gated(toy, toy.ws.gates.run(BROKEN).id)
-
-
-def _call(server: Server, method: str, path: str, role: str | None, body: Any = None, **params: Any) -> Any:
-    return server.client.request(method, f"/api/v1{path}", headers=server.as_role(role), params=params or None,
-                                 **({"json": body} if body is not None else {}))
-
-
-def _error(response: Any, status: int, kind: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, (response.status_code, response.text)
-    error = response.json()["error"]
-    assert set(error) == {"type", "message", "details"} and error["message"]
-    if kind is not None:
-        assert error["type"] == kind, error
-    return error
 
 
 # -- every route, with the right role ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from gates_helpers import FEATURES, RaisingModel, register, toy_frame, toy_world  # tests/ is on sys.path
 from keel.server.security import api_routes, permission_of
 
+from .api_helpers import api_error as _error
 from .conftest import Server
 
 
@@ -24,15 +25,6 @@ def toy(server: Server) -> Server:
 
 def _score(server: Server, role: str | None, body: Any) -> Any:
     return server.client.post("/api/v1/predictions", headers=server.as_role(role), json=body)
-
-
-def _error(response: Any, status: int, kind: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, (response.status_code, response.text)
-    error = response.json()["error"]
-    assert set(error) == {"type", "message", "details"} and error["message"]
-    if kind is not None:
-        assert error["type"] == kind, error
-    return error
 
 
 def test_the_one_route_needs_the_developer_role(toy: Server) -> None:
