@@ -187,32 +187,22 @@ def feedback(ctx: typer.Context, name: str = NAME,
     console.print(f"recorded {done['accepted']} feedback item(s) for {name}", markup=False)
 
 
-@app.command()
-def promote(ctx: typer.Context, name: str = NAME, reason: str = REASON, fmt: str = FORMAT) -> None:
-    """The canary's or the shadow's candidate becomes the primary; the one it replaces, the first fallback."""
-    _check_format(fmt)
-    _print(_deployments(ctx).promote(name, reason=reason), fmt)
+def _policy_change(action: str, summary: str) -> None:
+    """Register ``keel deploy ACTION NAME [--reason] [--format]``: the policy changes that take nothing else."""
+
+    def command(ctx: typer.Context, name: str = NAME, reason: str = REASON, fmt: str = FORMAT) -> None:
+        _check_format(fmt)
+        _print(getattr(_deployments(ctx), action)(name, reason=reason), fmt)
+
+    command.__doc__ = summary
+    app.command(action)(command)
 
 
-@app.command()
-def rollback(ctx: typer.Context, name: str = NAME, reason: str = REASON, fmt: str = FORMAT) -> None:
-    """Back to the policy before the current one."""
-    _check_format(fmt)
-    _print(_deployments(ctx).rollback(name, reason=reason), fmt)
-
-
-@app.command()
-def pause(ctx: typer.Context, name: str = NAME, reason: str = REASON, fmt: str = FORMAT) -> None:
-    """Freeze the policy (a canary stops advancing); only resume, rollback change it then."""
-    _check_format(fmt)
-    _print(_deployments(ctx).pause(name, reason=reason), fmt)
-
-
-@app.command()
-def resume(ctx: typer.Context, name: str = NAME, reason: str = REASON, fmt: str = FORMAT) -> None:
-    """Unfreeze a paused deployment."""
-    _check_format(fmt)
-    _print(_deployments(ctx).resume(name, reason=reason), fmt)
+_policy_change("promote", "The canary's or the shadow's candidate becomes the primary; the one it replaces, the "
+                          "first fallback.")
+_policy_change("rollback", "Back to the policy before the current one.")
+_policy_change("pause", "Freeze the policy (a canary stops advancing); only resume, rollback change it then.")
+_policy_change("resume", "Unfreeze a paused deployment.")
 
 
 @app.command()

@@ -168,26 +168,20 @@ def check_canary(name: str, ws: Workspace = WRITE, min_requests: int = Query(20,
     return json_response(ws.deployments.check_canary(name, min_requests=min_requests).to_dict())
 
 
-@router.post("/deployments/{name}/promote", response_model=dict[str, Any])
-def promote(name: str, body: Change | None = None, ws: Workspace = WRITE) -> Response:
-    """The canary's or the shadow's candidate becomes the primary."""
-    return _one(ws.deployments.promote(name, reason=body.reason if body else None))
+def _policy_change(action: str, summary: str) -> None:
+    """``POST /deployments/{name}/ACTION`` with an optional reason: the policy changes that take nothing else."""
+
+    def change(name: str, body: Change | None = None, ws: Workspace = WRITE) -> Response:
+        return _one(getattr(ws.deployments, action)(name, reason=body.reason if body else None))
+
+    router.post(f"/deployments/{{name}}/{action}", response_model=dict[str, Any], name=action,
+                description=summary)(change)
 
 
-@router.post("/deployments/{name}/rollback", response_model=dict[str, Any])
-def rollback(name: str, body: Change | None = None, ws: Workspace = WRITE) -> Response:
-    """Back to the policy before the current one."""
-    return _one(ws.deployments.rollback(name, reason=body.reason if body else None))
-
-
-@router.post("/deployments/{name}/pause", response_model=dict[str, Any])
-def pause(name: str, body: Change | None = None, ws: Workspace = WRITE) -> Response:
-    return _one(ws.deployments.pause(name, reason=body.reason if body else None))
-
-
-@router.post("/deployments/{name}/resume", response_model=dict[str, Any])
-def resume(name: str, body: Change | None = None, ws: Workspace = WRITE) -> Response:
-    return _one(ws.deployments.resume(name, reason=body.reason if body else None))
+_policy_change("promote", "The canary's or the shadow's candidate becomes the primary.")
+_policy_change("rollback", "Back to the policy before the current one.")
+_policy_change("pause", "Freeze the policy (a canary stops advancing).")
+_policy_change("resume", "Unfreeze a paused deployment.")
 
 
 @router.delete("/deployments/{name}", status_code=204)
