@@ -12,7 +12,7 @@ side by side in one run, for each model:
 3. keel, parts ¹    the same uvicorn app shape running keel's own pieces, to split keel's overhead:
                     a) keel's body parsing and signature check (``frame_from_body`` + ``LoadedModel.predict``,
                        on the event loop); b) parsing + ``await Endpoint.answer`` as ``keel serve`` does it
-                       (routing, value checks, the model on its own thread with a timeout, the fallback chain,
+                       (routing, value checks, the model inline or on its own thread as keel serve decides, the chain,
                        the endpoint loaded by keel's ``EndpointSet``) — but no prediction log, no metrics
 4. keel             ``keel serve --deployment NAME --workers 1`` on a fresh workspace where the model is
                     registered and deployed; ``POST /v1/endpoints/NAME/predict`` with ``{"records": [...]}``
@@ -572,8 +572,8 @@ def print_report(report: dict[str, Any], results: dict[str, Any], info: dict[str
                   "(as `pip install mlflow` gives it); keel and the floor run with both.", highlight=False)
     console.print("¹ served by this script with keel's own functions and uvicorn options: a = frame_from_body + "
                   "LoadedModel.predict (signature check) on the event loop; b = frame_from_body + await "
-                  "Endpoint.answer (routing, value checks, model thread + timeout), as keel serve does it. Neither "
-                  "logs predictions nor counts metrics.", highlight=False)
+                  "Endpoint.answer (routing, value checks, the model inline or on its thread), as keel serve does it. "
+                  "Neither logs predictions nor counts metrics.", highlight=False)
     for note in report["notes"]:
         console.print(note, highlight=False)
     for name, res in results.items():

@@ -89,3 +89,25 @@ def test_the_controllers_pass_judges_every_active_canary_and_nothing_else(world)
     assert list(decisions) == ["a"] and decisions["a"].action == "wait" and "interval" in decisions["a"].reason
     later = ws.deployments.check_canaries(now=datetime.now(UTC) + timedelta(hours=2))
     assert later["a"].action == "wait" and "request(s)" in later["a"].reason  # no traffic yet: nothing to judge
+
+
+def test_the_loader_times_each_model_warm_and_a_fast_one_without_fallbacks_answers_inline(world) -> None:
+    ws, _, good, _ = world
+    from keel.serving.endpoint import INLINE_BELOW_MS
+    from keel.serving.loader import EndpointSet
+    from serving_helpers import ConstantModel
+
+    def constant(name: str, delay_s: float) -> str:  # microseconds, or ten times the bound: never near it
+        return ws.models.register(ConstantModel(1.0, delay_s=delay_s), name, flavor="python",
+                                  input_example=toy_frame(1)[FEATURES]).name
+
+    fast, slow = constant("fast", 0.0), constant("slowish", INLINE_BELOW_MS * 10 / 1e3)
+    ws.deployments.create("alone", fast)
+    ws.deployments.create("guarded", good.name, fallbacks=["baseline"])
+    ws.deployments.create("slowish", slow)
+    served = EndpointSet(ws, None, 1.0, lambda _name: None, trusted=True)
+    served.refresh()
+    assert served.endpoints["alone"].inline == {fast}
+    assert served.endpoints["guarded"].inline == {"baseline"}  # a fallback to hand a slow request to: timed
+    assert served.endpoints["slowish"].inline == frozenset()
+    served.close()

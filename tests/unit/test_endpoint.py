@@ -159,3 +159,30 @@ def test_without_a_timeout_models_answer_on_the_requests_own_thread_and_still_fa
     answer = Endpoint(deployment(single("m/2", ["m/1"])), models, timeout_s=0).predict(FRAME, "k")
     assert answer.served_by == "m/1" and "model exploded" in answer.reason
     assert seen == [threading.current_thread().name]  # no hand-over to a model thread
+
+
+class Where(Fixed):
+    """Records the thread each call ran on."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(value)
+        self.threads: list[str] = []
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        self.threads.append(threading.current_thread().name)
+        return super().predict(frame)
+
+
+def test_a_fast_model_without_a_fallback_answers_inline_a_slow_one_or_one_with_a_fallback_on_its_thread() -> None:
+    here = threading.current_thread().name
+    fast = Where(1.0)
+    Endpoint(deployment(single("m/1", [])), {"m/1": fast}, warm_ms={"m/1": 0.4}).predict(FRAME, "k")
+    slow = Where(1.0)
+    Endpoint(deployment(single("m/1", [])), {"m/1": slow}, warm_ms={"m/1": 40.0}).predict(FRAME, "k")
+    guarded = Where(1.0)
+    Endpoint(deployment(single("m/2", ["m/1"])), {"m/2": guarded, "m/1": Fixed(1.0)},
+             warm_ms={"m/2": 0.4, "m/1": 0.4}).predict(FRAME, "k")  # a fallback to hand a slow request to: timed
+    unmeasured = Where(1.0)
+    Endpoint(deployment(single("m/1", [])), {"m/1": unmeasured}).predict(FRAME, "k")
+    assert fast.threads == [here]
+    assert all(t != here and t.startswith("keel-model") for t in slow.threads + guarded.threads + unmeasured.threads)

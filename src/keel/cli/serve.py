@@ -19,8 +19,9 @@ def serve(ctx: typer.Context,
           deployment: list[str] = typer.Option(None, "--deployment", help="Serve only these (default: every "
                                                                           "active deployment)."),
           timeout_ms: int = typer.Option(1000, "--timeout-ms", min=0, help="Per-request time before a fallback "
-                                         "answers; 0: no timeout (models run on the request's thread, a little "
-                                         "faster, but a hung model holds its worker)."),
+                                         "answers (fast models of deployments without fallbacks run on the "
+                                         "request's thread, untimed); 0: no timeout anywhere (a hung model holds "
+                                         "its worker)."),
           max_inflight: int = typer.Option(64, "--max-inflight", min=1, help="Requests a worker answers at once; "
                                                                              "more get a fast 503 + Retry-After."),
           trusted: bool = typer.Option(False, "--trusted", help="Load pickle packages (they run code when loaded)."),

@@ -151,8 +151,9 @@ def check_frame(data: Any, signature: Signature, *, extra: str = "drop") -> pd.D
         raise InvalidInput(f"unknown extra-columns policy {extra!r}; use one of {', '.join(EXTRA_POLICIES)}")
     frame = to_frame(data)
     problems: list[str] = []
-    names = [str(c) for c in frame.columns]  # the signature keeps names as strings (a frame may use 0, 1, ...)
-    label = dict(zip(names, frame.columns, strict=True))
+    raw = frame.columns.tolist()  # one call: iterating pandas' Arrow-backed string index costs per element
+    names = [c if isinstance(c, str) else str(c) for c in raw]  # the signature keeps names as strings (0, 1, ...)
+    label = dict(zip(names, raw, strict=True))
     duplicated = sorted({n for n in names if names.count(n) > 1}) if len(label) < len(names) else []
     if duplicated:
         problems.append(f"duplicate column(s) {', '.join(duplicated)}")
@@ -229,7 +230,7 @@ def check_values(frame: pd.DataFrame, signature: Signature) -> None:
     path calls it for every request); a column of the wrong type is left to ``check_frame`` to name."""
     values = frame.to_numpy()
     missing = pd.isna(values).any(axis=0)
-    position = {name: i for i, name in enumerate(frame.columns)}
+    position = {name: i for i, name in enumerate(frame.columns.tolist())}  # tolist: see check_frame
     numeric = [position[c.name] for c in signature.inputs if c.type in ("float", "integer") and c.name in position]
     infinite = np.zeros(len(position), dtype=bool)
     if numeric:

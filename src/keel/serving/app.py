@@ -10,6 +10,7 @@ changes are picked up while serving (keel/serving/loader.py); past ``max_infligh
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import re
 import shutil
@@ -288,6 +289,8 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         state["inflight"] += 1
         started = time.perf_counter()
         try:
+            if endpoint.inline:  # its models may answer without giving the event loop back: let the requests that
+                await asyncio.sleep(0)  # arrived with this one count themselves in first (what the 503 goes by)
             answer: Answer = await endpoint.answer(frame, key, request_id)
         finally:
             state["inflight"] -= 1

@@ -3,7 +3,10 @@ without HTTP.
 
 Each model runs on a thread of its own (one at a time: a model is never called concurrently, and a worker uses
 one core for models however many requests wait). The primary answers within ``timeout_s`` or the next model of
-the fallback chain does (and the next, ...); the answer says who served and why. Shadow models run on a
+the fallback chain does (and the next, ...); the answer says who served and why. A deployment without a fallback
+has nobody to hand a slow request to, so a fast model of it (its warm call under ``INLINE_BELOW_MS``) answers on
+the request's own thread: the hand-over to the model's thread would cost more than it buys, and blocking the
+event loop for that long delays no one noticeably. Shadow models run on a
 background pool after the primary has answered, so a shadow that fails or hangs changes neither the response nor
 its latency; their outputs go to ``on_shadow`` (the prediction log) to be compared later. An interleave
 deployment ranks the request's rows with both models and merges the rankings team-draft.
@@ -27,7 +30,9 @@ from keel.serving.interleaving import team_draft
 from keel.serving.model import Deployment
 from keel.serving.routing import Route, route
 
-__all__ = ["Answer", "Endpoint", "NoModelAnswered"]
+__all__ = ["INLINE_BELOW_MS", "Answer", "Endpoint", "NoModelAnswered"]
+
+INLINE_BELOW_MS = 5.0  # a model of a deployment without fallbacks answering faster than this runs inline
 
 ShadowSink = Callable[[str, str, Any, float], None]  # (model, request id, output or exception, ms)
 
@@ -58,10 +63,11 @@ class Endpoint:
 
     def __init__(self, deployment: Deployment, models: dict[str, Any], *, timeout_s: float = 1.0,
                  on_shadow: ShadowSink | None = None, shadows_elsewhere: bool = False,
-                 shadow_workers: int = 1) -> None:
+                 shadow_workers: int = 1, warm_ms: dict[str, float] | None = None) -> None:
         """``shadows_elsewhere``: the answer only names its shadow models (``Answer.shadows``) and the caller runs
         them (keel serve hands them to its sidecar); otherwise they run here, on a background thread, and
-        ``on_shadow`` gets their outputs."""
+        ``on_shadow`` gets their outputs. ``warm_ms``: each model's time for a warm call (the loader measures it),
+        which decides the models that answer inline (see the module docstring)."""
         missing = [m for m in deployment.models if m not in models]
         if missing:
             raise KeelError(f"deployment {deployment.name!r} routes to {', '.join(missing)}, which are not loaded")
@@ -69,6 +75,9 @@ class Endpoint:
         self.policy = deployment.routing()
         self.chain: list[str] = [m for m in deployment.current.policy.get("fallbacks", []) if m in models]
         self.item_key: str | None = deployment.current.policy.get("item_key")
+        fast = {m for m, ms in (warm_ms or {}).items() if ms < INLINE_BELOW_MS} if not self.chain else set()
+        self.inline: frozenset[str] = frozenset(m for m in models if not timeout_s or m in fast
+                                                or getattr(models[m], "inline", False))
         self._on_shadow, self.shadows_elsewhere = on_shadow, shadows_elsewhere
         self.entity_features: Any = None  # serving.entities.EntityFeatures: set by the loader for entity requests
         self._threads = {m: ThreadPoolExecutor(1, thread_name_prefix=f"keel-model-{i}") for i, m in enumerate(models)}
@@ -144,8 +153,8 @@ class Endpoint:
         signature = getattr(self.models[model], "signature", None)
         if signature is not None:
             check_values(frame, signature)  # a value the model cannot take is the client's error (422), no fallback
-        if not self.timeout_s or getattr(self.models[model], "inline", False):  # no timeout asked (or a constant,
-            # the baseline): called on the request's own thread, sparing the hand-over to the model's thread
+        if model in self.inline:  # no timeout asked, a constant (the baseline), or fast with no fallback to wait
+            # for: called on the request's own thread, sparing the hand-over to the model's thread
             try:
                 predictions = np.asarray(self.models[model].predict(frame))
             except UserError:

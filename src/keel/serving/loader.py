@@ -9,8 +9,8 @@ A deployment that cannot be loaded keeps serving its previous policy (if any) an
 
 from __future__ import annotations
 
-import contextlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -150,11 +150,11 @@ class EndpointSet:
             value = deployment.current.policy.get("baseline", {}).get("value")
             if value is not None:
                 models[BASELINE] = BaselineModel(value)
+        warm_ms = {ref: _warm(model) for ref, model in models.items()}
         endpoint = Endpoint(deployment, models, timeout_s=self.timeout_s, on_shadow=self.on_shadow(deployment.name),
-                            shadows_elsewhere=self.shadows_elsewhere)
+                            shadows_elsewhere=self.shadows_elsewhere,
+                            warm_ms={ref: ms for ref, ms in warm_ms.items() if ms is not None})
         endpoint.entity_features = EntityFeatures.for_models(self.ws, deployment.models)  # resolved once, here
-        for model in models.values():
-            _warm(model)
         return endpoint
 
     def _load(self, ref: str) -> Any:
@@ -171,11 +171,22 @@ class EndpointSet:
 _TYPICAL = {"string": "", "boolean": False, "datetime": pd.Timestamp(0, tz="UTC"), "float": 0.0}
 
 
-def _warm(model: Any) -> None:
-    """One call on a row fitting the signature (zeros, empty strings): first calls are slow (lazy imports,
-    caches), so the first client does not pay for them. Best effort: a model may refuse a synthetic row."""
+def _warm(model: Any, calls: int = 3) -> float | None:
+    """Calls on a row fitting the signature (zeros, empty strings): first calls are slow (lazy imports, caches),
+    so the first client does not pay for them. Returns the fastest warm call in ms (what decides whether the model
+    may answer on the request's thread), None when it could not be measured: a model may refuse a synthetic row,
+    and warming never stops a deployment from loading."""
     signature = getattr(model, "signature", None)
     if signature is None or not signature.inputs:
-        return
-    with contextlib.suppress(Exception):  # see above: warming never stops a deployment from loading
-        model.predict(pd.DataFrame([{c.name: _TYPICAL.get(c.type, 0) for c in signature.inputs}]))
+        return None
+    row = pd.DataFrame([{c.name: _TYPICAL.get(c.type, 0) for c in signature.inputs}])
+    try:
+        model.predict(row)
+        times = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            model.predict(row)
+            times.append((time.perf_counter() - started) * 1e3)
+    except Exception:  # see above
+        return None
+    return min(times)
