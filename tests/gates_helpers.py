@@ -69,7 +69,7 @@ def pipeline(features: list[str] = FEATURES) -> Any:
 
 
 def register(ws: keel.Workspace, split: keel.SplitInfo, *, name: str = "toy", features: list[str] = FEATURES,
-             broken: str | None = None) -> keel.ModelVersion:
+             broken: str | None = None, metrics: dict[str, float] | None = None) -> keel.ModelVersion:
     """Fit a linear pipeline on the split's train part and register it. ``broken``:
 
     - ``"ignores_x1"``: trained without the most important feature;
@@ -82,6 +82,8 @@ def register(ws: keel.Workspace, split: keel.SplitInfo, *, name: str = "toy", fe
             coef = model[-1].coef_
             names = list(model[0].get_feature_names_out())
             coef[names.index("remainder__x1")] = -3.0
+        if metrics:  # as an evaluation would have recorded them
+            run.log_metrics(metrics)
         example = ws.data.read_split(split.ref, "train", columns=used).head(5)
         return ws.models.register(model, name, run=run, input_example=example)
 

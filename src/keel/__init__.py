@@ -26,6 +26,7 @@ from keel.gates import Checklist, GateContext, GateOutcome, GateReport, custom_g
 from keel.models.loaded import LoadedModel
 from keel.models.model import ModelVersion, RegisteredModel
 from keel.models.signature import Signature
+from keel.monitoring.model import DriftReport, Monitor
 from keel.settings import Settings
 from keel.tracking.model import RunInfo
 from keel.tracking.reports import EvaluationReport, ImportanceReport
@@ -39,6 +40,7 @@ __all__ = [
     "Checklist",
     "ColumnSpec",
     "Contract",
+    "DriftReport",
     "Entity",
     "EvaluationReport",
     "Feature",
@@ -52,6 +54,7 @@ __all__ = [
     "KeelError",
     "LoadedModel",
     "ModelVersion",
+    "Monitor",
     "OnDemandFeatureView",
     "RegisteredModel",
     "RequestField",

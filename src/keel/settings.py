@@ -39,6 +39,7 @@ class Settings(BaseModel):
     feature_cache_mb: int = 1024  # feature views' prepared rows kept in memory (per process), least used out first
     online_url: str | None = None  # the online feature store: default SQLite in .keel/online.db; redis://... in a team
     token_cache_seconds: float = 1.0  # a server re-checks a token it verified this long ago (0: every request)
+    webhook_allow_private: bool = False  # alert webhooks may target private, loopback or link-local addresses
 
     @classmethod
     def defaults(cls, root: Path) -> dict[str, Any]:

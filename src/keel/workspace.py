@@ -21,6 +21,7 @@ from keel.features.shared import SharedState
 from keel.gates.service import GateService
 from keel.lineage import LineageService
 from keel.models.service import ModelService
+from keel.monitoring.service import MonitorService
 from keel.refs import parse_ref
 from keel.serving.batch import PredictionService
 from keel.serving.service import DeploymentService
@@ -48,8 +49,9 @@ _CONFIG_TEMPLATE = """\
 
 
 class Workspace:
-    """One keel workspace: ``ws.data``, ``ws.features``, ``ws.runs``, ``ws.models``, ``ws.gates``, ``ws.users``,
-    ``ws.tokens``, ``ws.lineage``, ``ws.audit``."""
+    """One keel workspace: ``ws.data``, ``ws.features``, ``ws.runs``, ``ws.models``, ``ws.gates``,
+    ``ws.deployments``, ``ws.predictions``, ``ws.monitors``, ``ws.users``, ``ws.tokens``, ``ws.lineage``,
+    ``ws.audit``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -81,6 +83,9 @@ class Workspace:
         self.deployments = DeploymentService(self.db, self.models, self.lineage, self.audit, self.users, user,
                                              self.data, self.runs)
         self.predictions = PredictionService(self.db, self.data, self.models, self.lineage, self.audit, user)
+        self.monitors = MonitorService(self.db, self.data, self.models, self.runs, self.deployments, self.artifacts,
+                                       self.lineage, self.audit, user,
+                                       allow_private_webhooks=self.settings.webhook_allow_private)
 
     def acting_as(self, user: str) -> Workspace:
         """The same workspace (database, stores, metric buffer) with ``user`` acting: audit rows, approvals and

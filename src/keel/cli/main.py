@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from keel.cli import data, demo, deploy, features, gates, lineage, models, predict, runs, serve, server, users
+from keel.cli import data, demo, deploy, features, gates, lineage, models, monitor, predict, runs, serve, server, users
 from keel.cli.context import CliState, console, err_console, print_report, state
 from keel.errors import KeelError
 from keel.logs import configure_logging
@@ -26,12 +26,16 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(gates.app, name="gates")
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(monitor.app, name="monitor")
 app.add_typer(users.app, name="users")
 app.add_typer(server.tokens, name="tokens")
 app.command("server")(server.server)
 app.command("serve")(serve.serve)
 app.command("predict")(predict.predict)
 app.command("lineage")(lineage.lineage)
+app.command("trace")(monitor.trace)
+app.add_typer(monitor.logs, name="logs")
+app.add_typer(monitor.labels, name="labels")
 app.command("audit")(lineage.audit)
 app.command("demo")(demo.demo)
 

@@ -20,6 +20,7 @@ from keel.remote.deployments import RemoteDeploymentService
 from keel.remote.features import RemoteFeatureService
 from keel.remote.gates import RemoteGateService
 from keel.remote.models import RemoteModelService
+from keel.remote.monitors import RemoteMonitorService
 from keel.remote.predictions import RemotePredictionService
 from keel.remote.runs import RemoteRunService
 
@@ -45,6 +46,7 @@ class RemoteWorkspace:
         self.gates = RemoteGateService(self._client)
         self.deployments = RemoteDeploymentService(self._client)
         self.predictions = RemotePredictionService(self._client)
+        self.monitors = RemoteMonitorService(self._client)
         self.lineage = RemoteLineage(self._client)
         self.audit = RemoteAudit(self._client)
         self.users = RemoteUsers(self._client)

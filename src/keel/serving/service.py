@@ -194,8 +194,14 @@ class DeploymentService:
     def _log_since(self, name: str, since: datetime) -> pa.Table:
         return self._log(name, since, None, ["arm", "reason", "latency_ms", "output"], kinds=("primary",))
 
+    def log(self, name: str, since: datetime, until: datetime | None = None, *, columns: list[str] | None = None,
+            kinds: tuple[str, ...] = ("primary",), version: int | None = None) -> pa.Table:
+        """The prediction log's rows of deployment ``name`` and ``kinds`` logged in [since, until], from the log
+        table's ``version`` (default: its latest); an empty table when nothing was ever logged."""
+        return self._log(name, since, until, columns or LOG_SCHEMA.names, kinds, version)
+
     def _log(self, name: str, since: datetime, until: datetime | None, columns: list[str],
-             kinds: tuple[str, ...]) -> pa.Table:
+             kinds: tuple[str, ...], version: int | None = None) -> pa.Table:
         """The prediction log's rows of deployment ``name`` and ``kinds`` logged in [since, until]."""
         if self._data is None or self._data.catalog.dataset(LOG_TABLE) is None:
             return LOG_SCHEMA.empty_table().select(columns)
@@ -204,7 +210,8 @@ class DeploymentService:
                  f"\"at\" >= TIMESTAMPTZ '{_stamp(since)}'"]
         if until is not None:
             where.append(f"\"at\" <= TIMESTAMPTZ '{_stamp(until)}'")
-        return self._data.read_arrow(LOG_TABLE, columns=columns, where=" AND ".join(where))
+        table = LOG_TABLE if version is None else f"{LOG_TABLE}@{version}"
+        return self._data.read_arrow(table, columns=columns, where=" AND ".join(where))
 
     # -- reports and feedback ------------------------------------------------------------------------------
 

@@ -434,3 +434,63 @@ deployment_versions = sa.Table(
     sa.Column("at", TS, nullable=False),
     sa.Column("by", sa.String(128), nullable=False),
 )
+
+# -- monitoring ---------------------------------------------------------------------------------------
+
+monitors = sa.Table(
+    "monitors",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("deployment", sa.String(128), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),  # {baseline, window, slices, methods, thresholds, share}
+    sa.Column("latest_report", sa.Integer, nullable=False),  # reports are numbered per monitor: 1, 2, ...
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("deleted_at", TS, nullable=True),
+)
+
+monitor_reports = sa.Table(
+    "monitor_reports",
+    metadata,
+    sa.Column("monitor", sa.String(128), sa.ForeignKey("monitors.name"), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("window_start", TS, nullable=False),
+    sa.Column("window_end", TS, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # ok | no_data
+    sa.Column("drifted", sa.Boolean, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("model", sa.String(160), nullable=True),  # the version the window was compared for
+    sa.Column("deployment_version", sa.Integer, nullable=True),
+    sa.Column("log_version", sa.Integer, nullable=True),  # the predictions table version read
+    sa.Column("baseline", sa.String(64), nullable=False),  # monitor_references.key
+    sa.Column("results", sa.JSON, nullable=False),
+    sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Index("ix_monitor_reports_window", "monitor", "window_end"),
+)
+
+monitor_references = sa.Table(
+    "monitor_references",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # a hash of what it was computed from: reused while equal
+    sa.Column("source", sa.String(512), nullable=False),  # the data ref (split part, table version or log window)
+    sa.Column("model", sa.String(160), nullable=True),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("artifact", sa.String(512), nullable=False),  # the sketch (gzipped JSON) in the artifact store
+    sa.Column("created_at", TS, nullable=False),
+)
+
+monitor_alerts = sa.Table(
+    "monitor_alerts",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("monitor", sa.String(128), sa.ForeignKey("monitors.name"), nullable=False),
+    sa.Column("report", sa.Integer, nullable=False),  # the report whose run changed the rule's state
+    sa.Column("rule", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # firing | resolved
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("webhook", sa.Text, nullable=True),  # sent | failed: ... | refused: ... | None (no webhook)
+    sa.Column("at", TS, nullable=False),
+    sa.Index("ix_monitor_alerts_at", "monitor", "at"),
+)

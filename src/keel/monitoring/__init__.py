@@ -1,0 +1,1 @@
+"""Monitoring: reference sketches, drift, labels, performance, alerts and reports."""

@@ -1,0 +1,78 @@
+"""``ws.monitors`` over HTTP: the embedded ``MonitorService`` methods, returning the same records (``Monitor``,
+``DriftReport``); the server computes baselines and runs the windows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from keel.errors import InvalidInput
+from keel.monitoring.model import AlertEvent, DriftReport, Monitor
+from keel.remote.client import Client, join
+from keel.remote.decode import decode, decode_list
+
+__all__ = ["RemoteMonitorService"]
+
+
+class RemoteMonitorService:
+    """The monitors of a keel server."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(self, name: str, deployment: str, *, baseline: str = "training", window: str = "1d",
+               slices: list[str] | None = None, methods: dict[str, str] | None = None,
+               thresholds: dict[str, float] | None = None, share: float = 0.5, alerts: list[str] | None = None,
+               webhook: str | None = None, kpis: dict[str, Any] | None = None, reason: str | None = None) -> Monitor:
+        if kpis:
+            raise InvalidInput("KPIs name Python code, which a keel server never imports for a request; create "
+                               "this monitor from Python on the workspace's machine: keel.open(path).monitors.create("
+                               "..., kpis=...)")
+        body = {"name": name, "deployment": deployment, "baseline": baseline, "window": window,
+                "slices": list(slices or []), "methods": dict(methods or {}), "thresholds": dict(thresholds or {}),
+                "share": share, "alerts": list(alerts or []), "webhook": webhook, "reason": reason}
+        return decode(Monitor, self._client.post("/monitors", body))
+
+    def get(self, name: str) -> Monitor:
+        return decode(Monitor, self._client.get(join("monitors", name)))
+
+    def list(self, deployment: str | None = None) -> list[Monitor]:
+        return decode_list(Monitor, self._client.get("/monitors", deployment=deployment))
+
+    def delete(self, name: str, *, reason: str | None = None) -> None:
+        self._client.delete(join("monitors", name), reason=reason)
+
+    def run(self, name: str, *, window: str | None = None, now: datetime | None = None) -> DriftReport:
+        if now is not None:
+            raise InvalidInput("a remote monitor runs on the server's clock: give window=START..END instead of now=")
+        return decode(DriftReport, self._client.post(join("monitors", name, "runs"), {"window": window}))
+
+    def reports(self, name: str, *, limit: int = 100) -> list[DriftReport]:
+        return decode_list(DriftReport, self._client.get(join("monitors", name, "reports"), limit=limit))
+
+    def report(self, name: str, number: int | None = None) -> DriftReport:
+        if number is None:
+            found: Any = self._client.get(join("monitors", name, "reports"), limit=1)
+            if not found:
+                return decode(DriftReport, self._client.get(join("monitors", name, "reports", "0")))  # its 404
+            return decode(DriftReport, found[0])
+        return decode(DriftReport, self._client.get(join("monitors", name, "reports", str(number))))
+
+    def alerts(self, name: str | None = None, *, limit: int = 100) -> list[AlertEvent]:
+        return decode_list(AlertEvent, self._client.get("/alerts", monitor=name, limit=limit))
+
+    def trace(self, request_id: str) -> dict[str, Any]:
+        return self._client.get(join("traces", request_id))
+
+    def query_log(self, where: str | None = None, *, columns: list[str] | None = None, limit: int = 1000) -> Any:
+        """The matching rows as an Arrow table (the server filters; times come back timezone-aware)."""
+        import pyarrow as pa
+
+        from keel.serving.feedback import LOG_SCHEMA
+
+        rows = self._client.get("/logs", where=where, columns=",".join(columns) if columns else None, limit=limit)
+        schema = pa.schema([LOG_SCHEMA.field(c) for c in (columns or LOG_SCHEMA.names) if c in LOG_SCHEMA.names])
+        for row in rows:
+            if isinstance(row.get("at"), str):
+                row["at"] = datetime.fromisoformat(row["at"])
+        return pa.Table.from_pylist(rows, schema=schema)
