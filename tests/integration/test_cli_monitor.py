@@ -51,6 +51,8 @@ def test_each_command(built: Path) -> None:
     assert [r["number"] for r in json.loads(ok(reports).out)] == [1]
     body = json.loads(ok(report).out)
     assert body["status"] == "ok" and body["rows"] == 300 and body["ref"] == "monitor_report:drift/1"
+    written = ok(monitor("report", "drift", "--out", str(here / "drift.html"), cwd=here))
+    assert written.out.startswith("wrote ") and "<svg" in (here / "drift.html").read_text(encoding="utf-8")
     empty = json.loads(ok(monitor("run", "drift", "--window", "2020-01-01T00:00Z..2020-01-02T00:00Z", "--format",
                                   "json", cwd=here)).out)
     assert (empty["status"], empty["number"]) == ("no_data", 2)

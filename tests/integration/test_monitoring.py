@@ -87,6 +87,10 @@ def test_a_shifted_window_drifts_on_the_shifted_columns_its_new_category_and_the
     assert report.results["prediction"]["drifted"]
     assert report.results["slices"]["cat"]["d"]["status"] == "new_value"
     assert report.results["slices"]["cat"]["a"]["columns"]  # the known values get their own comparison
+    page = ws.monitors.html("price-drift")
+    assert page.startswith("<!doctype html>") and "<script" not in page and "x1" in page and "<svg" in page
+    with pytest.raises(NotFound):
+        ws.monitors.html("price-drift", number=7)
 
 
 def test_an_empty_window_is_no_data_not_zero_drift(world, tmp_path) -> None:

@@ -85,5 +85,10 @@ def test_the_rest_api_refuses_bad_bodies_with_400_and_unknown_monitors_with_404(
         assert share.status_code == 400 and "share" in share.json()["error"]["message"]
         kpis = client.post("/api/v1/monitors", json={"name": "m", "deployment": "price", "kpis": {"k": "os:getcwd"}})
         assert kpis.status_code == 400 and "never imports" in kpis.json()["error"]["message"]
+        team.embedded("developer").monitors.create("page", "price")
+        assert client.post("/api/v1/monitors/page/runs", json={}).status_code == 201
+        page = client.get("/api/v1/monitors/page/html")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "<svg" in page.text and "<script" not in page.text
         missing = client.get("/api/v1/monitors/nope/reports/1")
         assert missing.status_code == 404 and missing.json()["error"]["type"] == "NotFound"

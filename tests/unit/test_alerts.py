@@ -66,3 +66,12 @@ def test_the_webhook_guard_refuses_private_targets_and_odd_urls() -> None:
     assert check_webhook("https://8.8.8.8/hook") == "https://8.8.8.8/hook"  # a public address
     assert check_webhook("http://127.0.0.1:9000/hook", allow_private=True)
     assert send_webhook("http://127.0.0.1:9/hook", {"x": 1}).startswith("refused: ")  # checked again at send
+
+
+def test_a_monitors_webhook_is_shown_without_its_secret_path() -> None:
+    from keel.monitoring.model import Monitor, redact_url
+
+    monitor = Monitor("m", "price", "training", "1d", webhook="https://hooks.example.com:8443/T0/B1/secret?k=v")
+    assert monitor.to_dict()["webhook"] == "https://hooks.example.com:8443/…"
+    assert monitor.spec()["webhook"].endswith("/secret?k=v")  # stored whole: the run needs it
+    assert redact_url("https://hooks.example.com") == "https://hooks.example.com" and redact_url(None) is None

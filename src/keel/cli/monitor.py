@@ -100,9 +100,19 @@ def reports(ctx: typer.Context, name: str = NAME, limit: int = typer.Option(20, 
 @app.command()
 def report(ctx: typer.Context, name: str = NAME,
            number: int = typer.Option(None, "--number", min=1, help="Which report (default: the latest)."),
+           out: Path = typer.Option(None, "--out", help="Write the monitor as one self-contained HTML page (opens "
+                                    "offline): distributions, drift and performance over time, slices, alerts."),
            fmt: str = FORMAT) -> None:
     """One report: per column its method, statistic, threshold and verdict; the prediction; each slice."""
     _check_format(fmt)
+    if out is not None:
+        page = _monitors(ctx).html(name, number=number)
+        try:
+            out.write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"cannot write {out}: {exc.strerror or exc}") from None
+        console.print(f"wrote {out} ({len(page.encode()) // 1024} KiB)", markup=False)
+        return
     _print_report(_monitors(ctx).report(name, number), fmt)
 
 

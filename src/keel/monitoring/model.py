@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = ["AlertEvent", "DriftReport", "Monitor"]
 
@@ -38,9 +39,20 @@ class Monitor:
                 "alerts": list(self.alerts), "webhook": self.webhook, "kpis": dict(self.kpis)}
 
     def to_dict(self) -> dict[str, Any]:
+        """What anyone who may read the monitor sees: the webhook's address without its path or query, which
+        often carry the receiver's secret."""
         out = asdict(self)
         out["created_at"] = self.created_at.isoformat() if self.created_at else None
+        out["webhook"] = redact_url(self.webhook)
         return out
+
+
+def redact_url(url: str | None) -> str | None:
+    if not url:
+        return url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/…" \
+        if parts.path not in ("", "/") or parts.query else url
 
 
 @dataclass(frozen=True)

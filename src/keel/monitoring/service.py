@@ -221,6 +221,17 @@ class MonitorService:
                            if number else f"monitor {name!r} has no report yet; `keel monitor run {name}` makes one")
         return _report(row)
 
+    def html(self, name: str, *, number: int | None = None, history: int = 50) -> str:
+        """The monitor as one self-contained HTML page (keel.monitoring.html): the chosen report (default the
+        latest) per column, drift and performance over its last ``history`` reports, the slice heat map, alerts."""
+        from keel.monitoring.html import render_monitor_report  # imported when asked: the page is not the hot path
+
+        monitor = self.get(name)
+        if number is not None:
+            self.report(name, number)  # NotFound for a report it does not have
+        return render_monitor_report(monitor, self.reports(name, limit=history), self.alerts(name, limit=200),
+                                     number=number)
+
     def ingest_labels(self, deployment: str, source: str | Path | pa.Table | Any, *, label: str = "label",
                       row: str | None = None, reason: str | None = None) -> dict[str, Any]:
         """Labels for answered requests, in bulk: a CSV / Parquet / JSON Lines file (or a table) with
@@ -385,14 +396,18 @@ class MonitorService:
             top = [v["values"] for v in sorted(pc.value_counts(values).to_pylist(), key=lambda v: -v["counts"])
                    if v["values"] is not None][:MAX_SLICE_VALUES]
             results["slices"][column] = {}
+            others = features.select([c for c in features.column_names if c != column])  # not itself: constant
             for value in top:
-                subset = features.filter(pc.equal(values, value))
+                subset = others.filter(pc.equal(values, value))
                 if value not in references:
                     results["slices"][column][value] = {"status": "new_value", "rows": subset.num_rows,
-                                                        "drifted": True}
+                                                        "drifted": True, "drifted_columns": []}
                     continue
-                drift = dataset_drift(_without(references[value], PREDICTION), subset, **options)
-                results["slices"][column][value] = drift.to_dict()
+                drift = dataset_drift(_without(_without(references[value], PREDICTION), column), subset, **options)
+                found = drift.to_dict()
+                found["status"] = "no_data" if drift.no_data else "ok"
+                found["drifted_columns"] = [c["column"] for c in found.get("columns", []) if c.get("drifted")]
+                results["slices"][column][value] = found
         return results
 
     def _store(self, monitor: Monitor, start: datetime, end: datetime, status: str, drifted: bool, rows: int,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from keel.errors import InvalidInput
@@ -90,6 +90,13 @@ def delete(name: str, ws: Workspace = WRITE, reason: str | None = Query(None, ma
 def run(name: str, body: RunRequest, ws: Workspace = WRITE) -> Response:
     """Compare one window of the deployment's log with the baseline; stored as the monitor's next report."""
     return json_response(ws.monitors.run(name, window=body.window).to_dict(), status_code=201)
+
+
+@router.get("/monitors/{name}/html", response_class=HTMLResponse)
+def html(name: str, ws: Workspace = READ, number: int | None = Query(None, ge=1)) -> Response:
+    """The monitor as one self-contained HTML page (what ``keel monitor report NAME --out`` writes)."""
+    return HTMLResponse(ws.monitors.html(name, number=number),
+                        headers={"content-disposition": f'inline; filename="monitor-{name}.html"'})
 
 
 @router.get("/monitors/{name}/reports", response_model=list[Any])
