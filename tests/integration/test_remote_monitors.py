@@ -7,6 +7,7 @@ A real uvicorn server on a free loopback port (``remote_server.start_team``), on
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,11 @@ def test_the_same_code_gives_the_same_records(team: Team) -> None:
     assert [m.name for m in remote.monitors.list("price")] == ["local", "remote"]
     newest = remote.monitors.query_log("kind = 'primary'", columns=["request_id", "at"], limit=2)
     assert newest.equals(embedded.monitors.query_log("kind = 'primary'", columns=["request_id", "at"], limit=2))
+    since = datetime.now(UTC) - timedelta(hours=1)
+    remote_rows = remote.deployments.log("price", since, columns=["request_id", "at", "kind"])
+    local_rows = embedded.deployments.log("price", since, columns=["request_id", "at", "kind"])
+    assert sorted(remote_rows["request_id"].to_pylist()) == sorted(local_rows["request_id"].to_pylist())
+    assert remote_rows.num_rows == 2 and set(remote_rows["kind"].to_pylist()) == {"primary"}
     request_id = newest["request_id"][0].as_py()
     assert remote.monitors.trace(request_id) == embedded.monitors.trace(request_id)
     remote.monitors.delete("remote")

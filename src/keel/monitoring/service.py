@@ -267,9 +267,10 @@ class MonitorService:
         return build_trace(request_id, rows, model=model, deployment=deployment, log_version=info.version)
 
     def query_log(self, where: str | None = None, *, columns: list[str] | None = None,
-                  limit: int = 1000) -> pa.Table:
+                  limit: int = 1000, version: int | None = None) -> pa.Table:
         """Rows of the prediction log matching ``where`` (DuckDB SQL over any of its columns, e.g.
-        ``deployment = 'price' and latency_ms > 50``), newest first, at most ``limit``."""
+        ``deployment = 'price' and latency_ms > 50``), newest first, at most ``limit``; from the log table's
+        ``version`` (default: its latest)."""
         if not 1 <= limit <= 1_000_000:
             raise InvalidInput(f"limit {limit} must be between 1 and 1,000,000")
         unknown = [c for c in columns or [] if c not in LOG_SCHEMA.names]
@@ -278,7 +279,8 @@ class MonitorService:
                                f"{', '.join(LOG_SCHEMA.names)}")
         if self._data.catalog.dataset(LOG_TABLE) is None:
             return LOG_SCHEMA.empty_table().select(columns or LOG_SCHEMA.names)
-        found = self._data.read_arrow(LOG_TABLE, columns=columns, where=where or None)
+        found = self._data.read_arrow(LOG_TABLE if version is None else f"{LOG_TABLE}@{version}", columns=columns,
+                                      where=where or None)
         if "at" in found.column_names:
             found = found.sort_by([("at", "descending")])
         return found.slice(0, limit)

@@ -7,18 +7,22 @@ remote change obeys the same rules as an embedded one.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from keel.errors import InvalidInput
+from keel.refs import check_name
 from keel.remote.client import Client, join
 from keel.remote.decode import decode, decode_list
+from keel.remote.monitors import query_remote_log
 from keel.serving.canary import CanaryDecision
 from keel.serving.model import Deployment, DeploymentVersion
 
 __all__ = ["RemoteDeploymentService"]
+
+MAX_LOG_ROWS = 100_000  # what GET /logs answers at most
 
 
 class RemoteDeploymentService:
@@ -43,6 +47,23 @@ class RemoteDeploymentService:
         """The deployment's report, computed by the server (``since``: a time, ISO text or a duration)."""
         value = since.isoformat() if isinstance(since, datetime) else since
         return self._client.get(join("deployments", name, "report"), since=value)
+
+    def log(self, name: str, since: datetime, until: datetime | None = None, *, columns: list[str] | None = None,
+            kinds: tuple[str, ...] = ("primary",), version: int | None = None) -> Any:
+        """The prediction log's rows of deployment ``name`` and ``kinds`` logged in [since, until], read by the
+        server (at most 100,000 rows a call: narrow the window for more)."""
+        check_name(name, "deployment name")  # the safe alphabet: no quote can end the literal below
+        for kind in kinds:
+            check_name(kind, "log row kind")
+        where = [f"deployment = '{name}'", "kind IN (" + ", ".join(f"'{k}'" for k in kinds) + ")",
+                 f"\"at\" >= TIMESTAMPTZ '{_utc(since)}'"]
+        if until is not None:
+            where.append(f"\"at\" <= TIMESTAMPTZ '{_utc(until)}'")
+        found = query_remote_log(self._client, " AND ".join(where), columns=columns, limit=MAX_LOG_ROWS,
+                                 version=version)
+        if found.num_rows >= MAX_LOG_ROWS:
+            raise InvalidInput(f"more than {MAX_LOG_ROWS:,} log rows in that window: read a shorter one")
+        return found.sort_by("at") if "at" in found.column_names else found
 
     # -- changing ------------------------------------------------------------------------------------------
 
@@ -131,3 +152,7 @@ class RemoteDeploymentService:
 
 def _deployment(data: dict[str, Any]) -> Deployment:
     return decode(Deployment, data)
+
+
+def _utc(at: datetime) -> str:
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()

@@ -11,7 +11,7 @@ from keel.monitoring.model import AlertEvent, DriftReport, Monitor
 from keel.remote.client import Client, join
 from keel.remote.decode import decode, decode_list
 
-__all__ = ["RemoteMonitorService"]
+__all__ = ["RemoteMonitorService", "query_remote_log"]
 
 
 class RemoteMonitorService:
@@ -64,15 +64,23 @@ class RemoteMonitorService:
     def trace(self, request_id: str) -> dict[str, Any]:
         return self._client.get(join("traces", request_id))
 
-    def query_log(self, where: str | None = None, *, columns: list[str] | None = None, limit: int = 1000) -> Any:
+    def query_log(self, where: str | None = None, *, columns: list[str] | None = None, limit: int = 1000,
+                  version: int | None = None) -> Any:
         """The matching rows as an Arrow table (the server filters; times come back timezone-aware)."""
-        import pyarrow as pa
+        return query_remote_log(self._client, where, columns=columns, limit=limit, version=version)
 
-        from keel.serving.feedback import LOG_SCHEMA
 
-        rows = self._client.get("/logs", where=where, columns=",".join(columns) if columns else None, limit=limit)
-        schema = pa.schema([LOG_SCHEMA.field(c) for c in (columns or LOG_SCHEMA.names) if c in LOG_SCHEMA.names])
-        for row in rows:
-            if isinstance(row.get("at"), str):
-                row["at"] = datetime.fromisoformat(row["at"])
-        return pa.Table.from_pylist(rows, schema=schema)
+def query_remote_log(client: Client, where: str | None, *, columns: list[str] | None, limit: int,
+                     version: int | None) -> Any:
+    """``GET /logs`` as an Arrow table with the log's own types."""
+    import pyarrow as pa
+
+    from keel.serving.feedback import LOG_SCHEMA
+
+    rows = client.get("/logs", where=where, columns=",".join(columns) if columns else None, limit=limit,
+                      version=version)
+    schema = pa.schema([LOG_SCHEMA.field(c) for c in (columns or LOG_SCHEMA.names) if c in LOG_SCHEMA.names])
+    for row in rows:
+        if isinstance(row.get("at"), str):
+            row["at"] = datetime.fromisoformat(row["at"])
+    return pa.Table.from_pylist(rows, schema=schema)

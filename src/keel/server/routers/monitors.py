@@ -118,12 +118,12 @@ def trace(request_id: str, ws: Workspace = READ) -> Response:
 
 @router.get("/logs", response_model=list[Any])
 def query_log(ws: Workspace = READ, where: str | None = Query(None, max_length=4096),
-              columns: str | None = Query(None, max_length=4096), limit: int = Query(100, ge=1, le=100_000)
-              ) -> Response:
+              columns: str | None = Query(None, max_length=4096), limit: int = Query(100, ge=1, le=100_000),
+              version: int | None = Query(None, ge=0)) -> Response:
     """Prediction-log rows matching ``where`` (DuckDB SQL over the log's columns; files cannot be read), newest
     first. ``columns``: comma-separated."""
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
-    return json_response(ws.monitors.query_log(where, columns=wanted, limit=limit).to_pylist())
+    return json_response(ws.monitors.query_log(where, columns=wanted, limit=limit, version=version).to_pylist())
 
 
 @router.get("/alerts", response_model=list[Any])
