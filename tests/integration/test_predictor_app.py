@@ -46,6 +46,8 @@ def test_records_and_columnar_bodies_are_answered_and_name_the_version(served) -
                                             "requirement_drift": []}
     metrics = client.get("/metrics").text
     assert 'keel_predictions_total{arm="primary",deployment="price",version="toy/1"} 4.0' in metrics
+    assert all(f"process_{m} " in metrics for m in ("cpu_seconds_total", "resident_memory_bytes",
+                                                    "start_time_seconds"))  # the worker's CPU, memory, uptime
 
 
 @pytest.mark.parametrize(("body", "headers", "status", "message"), [

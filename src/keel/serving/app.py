@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from threadpoolctl import threadpool_limits
 
@@ -64,6 +64,7 @@ class _Metrics:
         self.drift = Gauge("keel_requirement_drift", "1 for a model whose package recorded another version of its "
                            "library than the one installed here", ["model", "package", "recorded", "installed"],
                            registry=self.registry)
+        ProcessCollector(registry=self.registry)  # CPU seconds, resident memory, start time (uptime) of this worker
 
 
 _events = get_logger("keel.serve")
