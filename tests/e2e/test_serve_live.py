@@ -219,7 +219,8 @@ def test_overload_gets_a_fast_503_with_retry_after(world) -> None:
         slow = _register(ws, ConstantModel(3.0, delay_s=0.5))
         ws.deployments.create("slow", slow)
     port = free_port()
-    proc = start_server(root, port, "--trusted", "--max-inflight", "2")
+    # a long timeout: the second accepted request waits 0.5 s for the model's thread, then takes its own 0.5 s
+    proc = start_server(root, port, "--trusted", "--max-inflight", "2", "--timeout-ms", "10000")
     try:
         def post(_: int) -> httpx.Response:
             return httpx.post(f"http://127.0.0.1:{port}/v1/endpoints/slow/predict", json={"records": ROWS},
