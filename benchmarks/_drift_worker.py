@@ -261,15 +261,9 @@ def _drifted(method: str, value: float | None, threshold: float | None) -> bool 
 
 
 def _versions(names: list[str]) -> dict[str, str | None]:
-    from importlib import metadata
+    from _common import package_versions  # standard library only: importable from any venv
 
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return package_versions(names)
 
 
 if __name__ == "__main__":
