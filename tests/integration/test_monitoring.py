@@ -102,6 +102,20 @@ def test_an_empty_window_is_no_data_not_zero_drift(world, tmp_path) -> None:
     assert ws.monitors.reports("price-drift")[0].status == "no_data"
 
 
+def test_a_log_table_registered_but_not_yet_committed_reads_as_empty(world) -> None:
+    """A serving process registers the log table (to allocate row ids) a moment before its first commit lands;
+    readers in between see an empty log, never "unknown table"."""
+    ws, _ = world
+    ws.data.catalog.ensure_dataset("predictions", partition_by=[], time_column=None, key_columns=[], user="test")
+    assert ws.deployments.log("price", pd.Timestamp("2020-01-01", tz="UTC").to_pydatetime()).num_rows == 0
+    assert ws.deployments.report("price")["requests"] == 0
+    assert ws.monitors.query_log().num_rows == 0
+    ws.monitors.create("price-drift", "price")
+    assert ws.monitors.run("price-drift").status == "no_data"
+    with pytest.raises(NotFound, match="nothing has been logged yet"):
+        ws.monitors.trace("0" * 32)
+
+
 def test_bad_input_is_refused_and_nothing_is_stored(world) -> None:
     ws, _ = world
     with pytest.raises(NotFound, match="no deployment 'nope'"):

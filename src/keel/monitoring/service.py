@@ -38,7 +38,7 @@ from keel.monitoring.webhook import check_webhook, send_webhook
 from keel.monitoring.window import PREDICTION, ROW, parse_window, window_rows
 from keel.refs import check_name
 from keel.serving.baseline import training_part
-from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE
+from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE, committed_log
 from keel.serving.service import DeploymentService
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.db import Database
@@ -143,7 +143,7 @@ class MonitorService:
         started = time.perf_counter()
         monitor = self.get(name)
         start, end = parse_window(window or monitor.window, now)
-        info = self._data.catalog.latest(LOG_TABLE) if self._data.catalog.dataset(LOG_TABLE) else None
+        info = committed_log(self._data)
         log_version = info.version if info is not None else None
         raw = self._deployments.log(monitor.deployment, start, end, version=log_version,
                                     columns=["request_id", "at", "served_by", "arm", "inputs", "output", "latency_ms",
@@ -248,7 +248,7 @@ class MonitorService:
             table = pa.Table.from_pandas(source, preserve_index=False)
         rows, skipped = label_rows(table, deployment, label=label, row=row)
         if rows.num_rows:
-            info = self._data.catalog.latest(LOG_TABLE) if self._data.catalog.dataset(LOG_TABLE) else None
+            info = committed_log(self._data)
             rows = rows.select([c for c in rows.column_names if info is None or c in info.schema])
             self._data.write_batches([rows], LOG_TABLE, reason=reason or f"labels for deployment {deployment}")
         log.info("labels.ingested", deployment=deployment, requests=rows.num_rows, skipped=skipped)
@@ -259,7 +259,7 @@ class MonitorService:
     def trace(self, request_id: str) -> dict[str, Any]:
         """One prediction reconstructed: request, looked-up features, route, the version that answered with its
         training run and data, output, latency, fallback, shadows and feedback (keel.monitoring.trace)."""
-        info = self._data.catalog.latest(LOG_TABLE) if self._data.catalog.dataset(LOG_TABLE) else None
+        info = committed_log(self._data)
         if info is None:
             raise NotFound("nothing has been logged yet: `keel serve` logs every prediction it answers")
         rows = self._data.read_arrow(f"{LOG_TABLE}@{info.version}", where=log_filter_for(request_id))
@@ -279,10 +279,11 @@ class MonitorService:
         if unknown:
             raise InvalidInput(f"the prediction log has no column(s) {', '.join(unknown)}; it has "
                                f"{', '.join(LOG_SCHEMA.names)}")
-        if self._data.catalog.dataset(LOG_TABLE) is None:
+        latest = committed_log(self._data)
+        if latest is None:
             return LOG_SCHEMA.empty_table().select(columns or LOG_SCHEMA.names)
-        found = self._data.read_arrow(LOG_TABLE if version is None else f"{LOG_TABLE}@{version}", columns=columns,
-                                      where=where or None)
+        found = self._data.read_arrow(f"{LOG_TABLE}@{latest.version if version is None else version}",
+                                      columns=columns, where=where or None)
         if "at" in found.column_names:
             found = found.sort_by([("at", "descending")])
         return found.slice(0, limit)

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 from keel.errors import InvalidInput, KeelError, NotFound, TooLarge
 from keel.logs import get_logger
 from keel.serving.endpoint import Answer, Endpoint
-from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE, feedback_records
+from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE, committed_log, feedback_records
 from keel.serving.loader import EndpointSet
 from keel.serving.oip import frame_from_infer, infer_response, model_metadata
 from keel.serving.predlog import SEGMENT_COLUMN, SegmentLog
@@ -384,15 +384,13 @@ def _orphans(base: Path, mine: Path) -> Iterator[tuple[Path, Any]]:
 
 def _committed(ws: Any, ids: list[str]) -> list[str]:
     """Which of the segment ``ids`` the log table holds (none while another process is creating it)."""
-    if ws.data.catalog.dataset(LOG_TABLE) is None or not ids:
+    latest = committed_log(ws.data) if ids else None
+    if latest is None:  # nothing asked, or nothing committed yet (another process may be creating the table)
         return []
     if not all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids):  # uuid hex, as SegmentLog names them
         raise KeelError(f"unexpected segment names in the prediction log folder: {ids}")
     where = f"{SEGMENT_COLUMN} IN (" + ", ".join(f"'{i}'" for i in ids) + ")"
-    try:
-        found = ws.data.read_arrow(LOG_TABLE, columns=[SEGMENT_COLUMN], where=where)
-    except NotFound:  # registered, first version not committed yet: it holds none of this folder's segments
-        return []
+    found = ws.data.read_arrow(f"{LOG_TABLE}@{latest.version}", columns=[SEGMENT_COLUMN], where=where)
     return pc.unique(found[SEGMENT_COLUMN]).to_pylist()
 
 

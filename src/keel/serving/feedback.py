@@ -24,7 +24,7 @@ from keel.errors import InvalidInput
 from keel.refs import check_name
 from keel.serving.predlog import SEGMENT_COLUMN
 
-__all__ = ["FEEDBACK_KEYS", "LOG_SCHEMA", "LOG_TABLE", "feedback_records", "feedback_table"]
+__all__ = ["FEEDBACK_KEYS", "LOG_SCHEMA", "LOG_TABLE", "committed_log", "feedback_records", "feedback_table"]
 
 LOG_TABLE = "predictions"
 LOG_SCHEMA = pa.schema([
@@ -36,6 +36,13 @@ LOG_SCHEMA = pa.schema([
 FEEDBACK_KEYS = ("label", "outcome", "chosen")
 MAX_ID = 256  # characters of a request id
 MAX_LIST = 10_000  # elements of a label list or a chosen list
+
+
+def committed_log(data: Any) -> Any:
+    """The log table's newest committed version (``keel.data.TableVersion``), or None before its first commit:
+    the table is registered, to allocate row ids, a moment before that commit lands, so "registered" is not
+    "readable"."""
+    return data.catalog.latest(LOG_TABLE) if data is not None else None
 
 
 def feedback_records(deployment: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from keel.models.service import ModelService
 from keel.refs import check_name
 from keel.serving.baseline import baseline_of
 from keel.serving.canary import CanaryDecision, arm_stats, decide, parse_guardrail
-from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE, feedback_records, feedback_table
+from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE, committed_log, feedback_records, feedback_table
 from keel.serving.model import Deployment, DeploymentVersion, policy_of
 from keel.serving.report import LOG_COLUMNS, build_report, parse_since
 from keel.storage.db import Database
@@ -203,15 +203,16 @@ class DeploymentService:
     def _log(self, name: str, since: datetime, until: datetime | None, columns: list[str],
              kinds: tuple[str, ...], version: int | None = None) -> pa.Table:
         """The prediction log's rows of deployment ``name`` and ``kinds`` logged in [since, until]."""
-        if self._data is None or self._data.catalog.dataset(LOG_TABLE) is None:
+        latest = committed_log(self._data) if version is None else None
+        if self._data is None or (version is None and latest is None):
             return LOG_SCHEMA.empty_table().select(columns)
         check_name(name, "deployment name")  # the safe alphabet: no quote can end the literal below
         where = [f"deployment = '{name}'", "kind IN (" + ", ".join(f"'{k}'" for k in kinds) + ")",
                  f"\"at\" >= TIMESTAMPTZ '{_stamp(since)}'"]
         if until is not None:
             where.append(f"\"at\" <= TIMESTAMPTZ '{_stamp(until)}'")
-        table = LOG_TABLE if version is None else f"{LOG_TABLE}@{version}"
-        return self._data.read_arrow(table, columns=columns, where=" AND ".join(where))
+        return self._data.read_arrow(f"{LOG_TABLE}@{latest.version if version is None else version}",
+                                     columns=columns, where=" AND ".join(where))
 
     # -- reports and feedback ------------------------------------------------------------------------------
 
@@ -236,7 +237,7 @@ class DeploymentService:
         records = feedback_records(name, items)
         if self._data is None:
             raise InvalidInput("this workspace has no tables to keep feedback in")
-        info = self._data.catalog.latest(LOG_TABLE) if self._data.catalog.dataset(LOG_TABLE) else None
+        info = committed_log(self._data)
         table = feedback_table(records, list(info.schema) if info is not None else None)
         self._data.write_batches([table], LOG_TABLE, reason=f"feedback for deployment {name}")
         return {"deployment": name, "accepted": len(records)}
