@@ -26,6 +26,7 @@ from keel.gates import Checklist, GateContext, GateOutcome, GateReport, custom_g
 from keel.models.loaded import LoadedModel
 from keel.models.model import ModelVersion, RegisteredModel
 from keel.models.signature import Signature
+from keel.monitoring.incidents import Incident
 from keel.monitoring.model import DriftReport, Monitor
 from keel.settings import Settings
 from keel.tracking.model import RunInfo
@@ -50,6 +51,7 @@ __all__ = [
     "GateOutcome",
     "GateReport",
     "ImportanceReport",
+    "Incident",
     "IngestResult",
     "KeelError",
     "LoadedModel",

@@ -40,6 +40,7 @@ class Settings(BaseModel):
     online_url: str | None = None  # the online feature store: default SQLite in .keel/online.db; redis://... in a team
     token_cache_seconds: float = 1.0  # a server re-checks a token it verified this long ago (0: every request)
     webhook_allow_private: bool = False  # alert webhooks may target private, loopback or link-local addresses
+    log_level: str | None = None  # keel serve: keel's JSON events from this level to stderr (debug: every answer)
 
     @classmethod
     def defaults(cls, root: Path) -> dict[str, Any]:

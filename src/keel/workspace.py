@@ -21,6 +21,7 @@ from keel.features.shared import SharedState
 from keel.gates.service import GateService
 from keel.lineage import LineageService
 from keel.models.service import ModelService
+from keel.monitoring.incidents import IncidentService
 from keel.monitoring.service import MonitorService
 from keel.refs import parse_ref
 from keel.serving.batch import PredictionService
@@ -50,8 +51,8 @@ _CONFIG_TEMPLATE = """\
 
 class Workspace:
     """One keel workspace: ``ws.data``, ``ws.features``, ``ws.runs``, ``ws.models``, ``ws.gates``,
-    ``ws.deployments``, ``ws.predictions``, ``ws.monitors``, ``ws.users``, ``ws.tokens``, ``ws.lineage``,
-    ``ws.audit``."""
+    ``ws.deployments``, ``ws.predictions``, ``ws.monitors``, ``ws.incidents``, ``ws.users``, ``ws.tokens``,
+    ``ws.lineage``, ``ws.audit``."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -86,6 +87,8 @@ class Workspace:
         self.monitors = MonitorService(self.db, self.data, self.models, self.runs, self.deployments, self.artifacts,
                                        self.lineage, self.audit, user,
                                        allow_private_webhooks=self.settings.webhook_allow_private)
+        self.incidents = IncidentService(self.db, self.models, self.runs, self.deployments, self.lineage, self.audit,
+                                         user)
 
     def acting_as(self, user: str) -> Workspace:
         """The same workspace (database, stores, metric buffer) with ``user`` acting: audit rows, approvals and

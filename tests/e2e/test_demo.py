@@ -19,7 +19,8 @@ def test_demo_leaves_the_workspace_it_describes(tmp_path: Path) -> None:
 
     with keel.open(tmp_path / "demo") as ws:
         history = ws.data.history("listings")
-        assert [v.version for v in history] == [1, 0] and refs["table"] == history[0].ref
+        assert [v.version for v in history] == [4, 3, 2, 1, 0]  # months 1-6, 7, then 8, 9, 10 (monitoring)
+        assert refs["table"] == history[3].ref and history[0].source_name == "listings_m10.parquet"
         quarantined = ws.data.read("listings__quarantine")
         first = ws.data.version("listings@0")
         assert first.row_count + len(quarantined[quarantined["_keel_ingest_id"] == first.details["ingest_id"]]) \
@@ -28,7 +29,7 @@ def test_demo_leaves_the_workspace_it_describes(tmp_path: Path) -> None:
         training = ws.features.get_training_set(refs["training_set"])
         assert training.entity_source == refs["table"] and set(training.view_versions) == {"neighbourhood_stats",
                                                                                              "host_stats"}
-        assert training.source_versions == {"listings": history[0].version}
+        assert training.source_versions == {"listings": history[3].version}
         split = ws.data.split_info(refs["split"])
         assert split.source_ref == f"table:{training.table}@{training.version}" and split.method == "time"
         for view in ("neighbourhood_stats", "host_stats"):
@@ -78,6 +79,22 @@ def test_demo_leaves_the_workspace_it_describes(tmp_path: Path) -> None:
         assert actions[:3] == ["create", "shadow", "canary"] and actions[-2:] == ["canary", "rollback"]
         assert "mean_shift" in ws.deployments.history("price")[-1].reason
         assert deployment.current.policy["fallbacks"][-1] == "baseline"
+        # the monitoring chapter: each month's change caught by the monitor, its alert fired, a trace, the report
+        reports = ws.monitors.reports("price-drift")
+        assert [r.number for r in reversed(reports)] == refs["reports"] == [1, 2, 3, 4]
+        assert not reports[-1].results.get("alerts") or not any(a.get("firing") for a in reports[-1].results["alerts"])
+        assert "neighbourhood" in refs["drifted"][8] and "neighbourhood" not in refs["drifted"][7]
+        assert {"drift(neighbourhood) > 0.1", "missing(bathrooms) > 0.5", "rmse > 1.2 x training"} <= set(
+            refs["alerts_fired"]), text
+        performance = reports[0].results["performance"]  # month 10: errors well above training's
+        assert performance["metrics"]["rmse"] > 1.2 * performance["training"]["rmse"]
+        trace = ws.monitors.trace(refs["trace"])
+        assert trace["route"]["served_by"] == refs["serving"] and trace["feedback"]
+        incident = ws.incidents.get(refs["incident"].removeprefix("incident:"))
+        kinds = {e["kind"] for e in incident.timeline["events"]}
+        assert {"data", "alert"} <= kinds and incident.severity == "high" and incident.notes
+        html = Path(refs["report_html"]).read_text()
+        assert html.lower().startswith("<!doctype html>") and "price-drift" in html and "<script src=" not in html
         logged = ws.data.read("predictions", columns=["kind", "deployment"])
         assert (logged.kind == "primary").sum() >= 900 and (logged.kind == "shadow").sum() >= 150
     assert "price@production predicts" in text and "promotion refused" in text

@@ -75,3 +75,31 @@ def test_a_monitors_webhook_is_shown_without_its_secret_path() -> None:
     assert monitor.to_dict()["webhook"] == "https://hooks.example.com:8443/…"
     assert monitor.spec()["webhook"].endswith("/secret?k=v")  # stored whole: the run needs it
     assert redact_url("https://hooks.example.com") == "https://hooks.example.com" and redact_url(None) is None
+
+
+def test_infrastructure_series_read_the_heartbeats_numbers_and_a_window_without_any_has_none() -> None:
+    infra = {"processes": 2, "cpu": 1.25, "memory": {"peak_bytes": 3 * 2**20, "last_bytes": 5 * 2**20},
+             "uptime": 0.9, "restarts": 1, "error_rate": 0.02}
+    report = {"service": {"requests": 10, "infrastructure": infra}}
+    texts = ["cpu > 1", "memory_mb > 2", "uptime < 0.99", "restarts > 0", "error_rate > 0.01"]
+    assert {t: series_value(parse_rule(t), report, 10) for t in texts} == {
+        "cpu > 1": 1.25, "memory_mb > 2": 3.0, "uptime < 0.99": 0.9, "restarts > 0": 1.0, "error_rate > 0.01": 0.02}
+    assert all(parse_rule(t).holds(report, 10)[0] for t in texts)
+    for silent in ({"service": {"requests": 0, "infrastructure": None}}, {"service": {}}, {}):
+        assert all(parse_rule(t).holds(silent, 0) == (False, None) for t in texts)  # no heartbeat: no value
+    with pytest.raises(InvalidInput, match="takes no column"):
+        parse_rule("cpu(x) > 1")
+
+
+def test_an_infrastructure_rule_fires_after_its_windows_and_resolves() -> None:
+    rules = [parse_rule("uptime < 0.99 for 2 windows")]
+    history: list = []
+    previous: list = []
+    seen = []
+    for uptime in [1.0, 0.5, 0.4, None, 1.0]:
+        infra = None if uptime is None else {"uptime": uptime}
+        history.insert(0, ({"service": {"infrastructure": infra}}, 0))
+        states, events = evaluate(rules, history, previous)
+        previous = states
+        seen.append((states[0]["firing"], [e["state"] for e in events]))
+    assert seen == [(False, []), (False, []), (True, ["firing"]), (False, ["resolved"]), (False, [])]

@@ -285,3 +285,27 @@ def test_plots_with_nothing_to_draw_are_left_out() -> None:
         "current": [0.01] * 50 + [0.5]}}
     svg = distribution(many)
     assert svg is not None and "21 more categories not drawn" in svg and "new (new)" in svg
+
+
+def test_the_service_section_shows_the_windows_health_and_infrastructure_or_says_no_heartbeat() -> None:
+    infra = {"processes": 2, "heartbeats": 480, "cpu": 0.375, "cpu_seconds": 1350.0,
+             "memory": {"peak_bytes": 512 * 2**20, "last_bytes": 900 * 2**20}, "uptime": 0.995, "up_seconds": 3582.0,
+             "restarts": 1, "requests": 1500, "errors": 3, "error_rate": 0.002}
+    service = {"requests": 1500, "requests_per_s": 0.417, "fallback_rate": 0.01, "served_by": {EVIL: 1500},
+               "latency_ms": {"p50": 2.5, "p95": 7.0, "p99": 12.0, "max": 40.0}}
+    reports = _reports()
+    for report, found in zip(reports, [{**service, "infrastructure": None}, {**service, "infrastructure": infra},
+                                       None], strict=True):
+        if found is not None:
+            report.results["service"] = found
+    html = render_monitor_report(MONITOR, reports, EVENTS, number=2)
+    section = _section(html, "service")
+    for shown in ("2.5 / 7 / 12 / 40 ms", "1%", "Serving processes", "0.375 core(s) (37.5% of one core)",
+                  "512 MiB / 900 MiB", "99.5% of the window", "Restarts", "3 (0.2%)", escape(EVIL)):
+        assert shown in section, shown
+    assert EVIL not in html
+    assert set(_svgs(section, "service")) == {"p99 latency (ms)", "CPU (cores)", "Memory peak (MiB)", "Uptime"}
+    newest = _section(render_monitor_report(MONITOR, reports, EVENTS), "service")
+    assert "no heartbeat" in newest and "unknown, not zero" in newest and "Serving processes" not in newest
+    oldest = _section(render_monitor_report(MONITOR, reports, EVENTS, number=1), "service")
+    assert "Not measured in this report" in oldest

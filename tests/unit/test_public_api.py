@@ -18,6 +18,7 @@ PUBLIC_API = [
     "GateOutcome",
     "GateReport",
     "ImportanceReport",
+    "Incident",
     "IngestResult",
     "KeelError",
     "LoadedModel",

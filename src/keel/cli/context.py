@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from keel.data.model import ValidationReport
+from keel.numbers import json_safe
 from keel.workspace import Workspace, open_workspace
 
 # piped or captured output is not cut to 80 columns: tables keep whole timestamps and refs
@@ -41,17 +41,7 @@ def state(ctx: typer.Context) -> CliState:
 
 def print_json(value: Any) -> None:
     """Strict JSON (jq, JSON.parse): NaN and ±inf, which JSON has no words for, print as null."""
-    sys.stdout.write(json.dumps(_finite(value), indent=2, default=str, allow_nan=False) + "\n")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+    sys.stdout.write(json.dumps(json_safe(value), indent=2, default=str, allow_nan=False) + "\n")
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],

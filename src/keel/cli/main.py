@@ -9,7 +9,22 @@ from pathlib import Path
 
 import typer
 
-from keel.cli import data, demo, deploy, features, gates, lineage, models, monitor, predict, runs, serve, server, users
+from keel.cli import (
+    data,
+    demo,
+    deploy,
+    features,
+    gates,
+    incident,
+    lineage,
+    models,
+    monitor,
+    predict,
+    runs,
+    serve,
+    server,
+    users,
+)
 from keel.cli.context import CliState, console, err_console, print_report, state
 from keel.errors import KeelError
 from keel.logs import configure_logging
@@ -27,6 +42,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(gates.app, name="gates")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(incident.app, name="incident")
 app.add_typer(users.app, name="users")
 app.add_typer(server.tokens, name="tokens")
 app.command("server")(server.server)

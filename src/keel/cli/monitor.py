@@ -302,19 +302,34 @@ labels = typer.Typer(no_args_is_help=True, help="Labels that arrive later, for t
 
 
 @labels.command("ingest")
-def ingest(ctx: typer.Context, path: Path = typer.Argument(..., help="CSV, Parquet or JSON Lines with request_id "
-                                                                     "and label columns."),
+def ingest(ctx: typer.Context, path: Path = typer.Argument(..., help="CSV, Parquet or JSON Lines: request_id and "
+                                                                     "label columns, or entity, time and label "
+                                                                     "columns (--key entity+time)."),
            deployment: str = typer.Option(..., "--deployment", help="The deployment that answered the requests."),
            label: str = typer.Option("label", "--label", help="The label column."),
            row: str = typer.Option(None, "--row", help="Each label's row position in its request (from 0), for "
-                                   "requests of several rows."),
+                                   "requests of several rows (--key request_id)."),
+           key: str = typer.Option(None, "--key", help="request_id (default) or entity+time (default when --entity "
+                                   "is given): each label goes to the latest prediction for its entity at or before "
+                                   "its time."),
+           entity: list[str] = typer.Option(None, "--entity", help="An entity column, as the requests' inputs name "
+                                            "it (e.g. listing_id); repeat (or comma-separate) for several."),
+           time: str = typer.Option(None, "--time", help="The labels' time column (ISO times; naive is UTC)."),
+           tolerance: str = typer.Option(None, "--tolerance", help="How far before its time a label's prediction "
+                                         "may be: 30m, 12h, 1d, 2w (default 30d)."),
            reason: str = REASON, fmt: str = FORMAT) -> None:
-    """Append labels to the prediction log (as feedback, by request id), in one commit."""
+    """Append labels to the prediction log as feedback, by request id or by entity and time, in one commit."""
     _check_format(fmt)
-    done = state(ctx).workspace().monitors.ingest_labels(deployment, path, label=label, row=row, reason=reason)
+    entities = [e.strip() for given in entity or [] for e in given.split(",") if e.strip()] or None
+    done = state(ctx).workspace().monitors.ingest_labels(deployment, path, label=label, row=row, key=key,
+                                                         entities=entities, time=time, tolerance=tolerance,
+                                                         reason=reason)
     if fmt == "json":
         print_json(done)
         return
-    console.print(f"{done['requests']} request(s) labelled for {deployment}"
-                  + (f"; {done['skipped_missing']} row(s) without a label skipped" if done["skipped_missing"] else ""),
-                  markup=False)
+    text = f"{done['requests']} request(s) labelled for {deployment}"
+    if "matched" in done:
+        text += f": {done['matched']} label(s) matched, {done['unmatched']} matched no prediction"
+        text += f", {done['superseded']} superseded by a later label for the same row" if done["superseded"] else ""
+    console.print(text + (f"; {done['skipped_missing']} row(s) without a label skipped" if done["skipped_missing"]
+                          else ""), markup=False, soft_wrap=True)

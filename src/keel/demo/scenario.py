@@ -21,6 +21,7 @@ from keel.demo.features import FEATURE_COLUMNS, REQUESTED
 from keel.demo.features import definitions as feature_definitions
 from keel.demo.generator import LISTINGS_CONTRACT, generate_listings, write_listings
 from keel.demo.modelling import CATEGORICAL, NUMERIC, train_and_register
+from keel.demo.monitoring import monitoring_chapter
 from keel.demo.serving import serving_chapter
 from keel.errors import Conflict, LeakageError, ValidationFailed
 from keel.lineage import LineageNode
@@ -132,11 +133,14 @@ def run_demo(path: str | Path, *, fresh: bool = True, console: Console | None = 
     served = serving_chapter(ws, split.ref, [*CATEGORICAL, *NUMERIC, *FEATURE_COLUMNS], models, console, step,
                              lambda title, columns, rows: _table(console, title, columns, rows))
 
+    watched = monitoring_chapter(ws, split.ref, [*CATEGORICAL, *NUMERIC, *FEATURE_COLUMNS], raw, rows_per_month,
+                                 console, step, lambda title, columns, rows: _table(console, title, columns, rows))
+
     with step("Lineage: from the production model back to the raw file"):
         tree = ws.lineage.upstream(models["model"])
     console.print(_tree(tree))
     refs = {"table": latest.ref, "first_version": v0.version.ref, "split": split.ref,
-            "training_set": training.ref, **models, **served}
+            "training_set": training.ref, **models, **served, **watched}
     console.print(Panel.fit(
         f"done. {latest.row_count} clean rows in {len(history)} versions, "
         f"{v0.rows_quarantined + v1.rows_quarantined} rows quarantined, split {split.ref}; "

@@ -4,10 +4,15 @@
     rmse > 1.2 x training                accuracy < 0.9 x training         share_drifted >= 0.5
     prediction_drift > 0.1               rows < 100                        kpi(revenue) < 1000
     p99_ms > 50 for 3 windows            fallback_rate > 0.01              requests < 10
+    cpu > 0.8 for 3 windows              memory_mb > 2048                  uptime < 0.99
+    restarts > 0                         error_rate > 0.01
 
 A column series reads the report's statistic for that column (``drift``: whatever its method; a method's name:
 only when the column is measured with it); a metric reads the window's performance from labels; ``x training``
-compares with the metric the version's run recorded. A rule *fires* when it has held for its last N windows and
+compares with the metric the version's run recorded; the infrastructure series (``cpu``: cores in use as a share of
+one, ``memory_mb``: the peak resident memory of one serving process, ``uptime``: the share of the window covered,
+``restarts``, ``error_rate``) read the serving processes' heartbeats (keel.monitoring.infra), and a window without
+heartbeats has no value for them. A rule *fires* when it has held for its last N windows and
 *resolves* when it stops holding: one event each, not one per window.
 """
 
@@ -26,7 +31,8 @@ __all__ = ["Rule", "evaluate", "parse_rule", "series_value"]
 METRICS = ("rmse", "mae", "r2", "mape", "accuracy", "precision", "recall", "f1")
 COLUMN_SERIES = ("drift", "missing", "psi", "ks", "wasserstein", "jensenshannon", "chisquare", "z", "kpi")
 SERVICE_SERIES = ("requests", "p50_ms", "p95_ms", "p99_ms", "fallback_rate")
-PLAIN_SERIES = ("share_drifted", "prediction_drift", "rows", *SERVICE_SERIES, *METRICS)
+INFRA_SERIES = ("cpu", "memory_mb", "uptime", "restarts", "error_rate")
+PLAIN_SERIES = ("share_drifted", "prediction_drift", "rows", *SERVICE_SERIES, *INFRA_SERIES, *METRICS)
 _OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt,
                                                    "<=": operator.le}
 _RULE = re.compile(r"\s*(?P<series>[a-z][a-z0-9_]*)(?:\((?P<column>[^()]+)\))?\s*(?P<op>>=|<=|>|<)\s*"
@@ -90,6 +96,13 @@ def series_value(rule: Rule, results: dict[str, Any], rows: int) -> float | None
         return results.get("performance", {}).get("metrics", {}).get(rule.series)
     if rule.series == "kpi":
         return results.get("kpis", {}).get(rule.column or "", {}).get("value")
+    if rule.series in INFRA_SERIES:
+        infra = results.get("service", {}).get("infrastructure") or {}
+        if rule.series == "memory_mb":
+            peak = (infra.get("memory") or {}).get("peak_bytes")
+            return None if peak is None else peak / 2**20
+        value = infra.get(rule.series)
+        return None if value is None else float(value)
     if rule.series in SERVICE_SERIES:
         service = results.get("service", {})
         if rule.series.endswith("_ms"):

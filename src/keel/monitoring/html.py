@@ -81,7 +81,8 @@ def report_body(monitor: Monitor, reports: list[DriftReport], alerts: list[Alert
     focus = _focus(ordered, number)
     return "".join([_summary(monitor, focus, ordered), _columns_section(focus, "overall"),
                     _columns_section(focus, "prediction"), _over_time(ordered), _slices(monitor, focus),
-                    _performance(ordered, focus), _alerts(monitor, focus, alerts), _notes(focus)])
+                    _performance(ordered, focus), _service(ordered, focus), _alerts(monitor, focus, alerts),
+                    _notes(focus)])
 
 
 def _focus(reports: Iterable[DriftReport], number: int | None) -> DriftReport | None:
@@ -309,6 +310,61 @@ def _perf_note(report: DriftReport, found: dict[str, Any], name: str) -> str:
     if found.get("status") != "ok":
         return "no labels" if found.get("status") == "no_labels" else "not scored"
     return f"{name} {fmt((found.get('metrics') or {}).get(name))} on {fmt(found.get('rows'))} labelled rows"
+
+
+def _service(ordered: list[DriftReport], focus: DriftReport | None) -> str:
+    """The window's service health (from the answers) and infrastructure (from the serving processes'
+    heartbeats), and both over the reports."""
+    head = '<section class="card" id="service"><h2>Service and infrastructure</h2>'
+    if focus is None:
+        return head + '<p class="muted">No report yet.</p></section>'
+    service = focus.results.get("service")
+    if not service:
+        return head + '<p class="muted">Not measured in this report.</p></section>'
+    latency = service.get("latency_ms") or {}
+    rows = [("Requests", f"{fmt(service.get('requests'))} ({fmt(service.get('requests_per_s'))}/s)"),
+            ("Latency p50 / p95 / p99 / max", " / ".join(fmt(latency.get(k)) for k in ("p50", "p95", "p99", "max"))
+             + " ms"),
+            ("Answered by a fallback", pct(service.get("fallback_rate"))),
+            ("Answered by", escape(", ".join(f"{k}: {fmt(v)}" for k, v in (service.get("served_by") or {}).items())
+                                   or "—"))]
+    infra = service.get("infrastructure")
+    if infra:
+        memory = infra.get("memory") or {}
+        cpu = infra.get("cpu")
+        rows += [("Serving processes", fmt(infra.get("processes"))),
+                 ("CPU", "—" if cpu is None else f"{fmt(cpu)} core(s) ({pct(cpu)} of one core)"),
+                 ("Memory peak / last", f"{_mb(memory.get('peak_bytes'))} / {_mb(memory.get('last_bytes'))}"),
+                 ("Uptime", f"{pct(infra.get('uptime'))} of the window ({fmt(infra.get('up_seconds'))} s)"),
+                 ("Restarts", fmt(infra.get("restarts"))),
+                 ("Errors (5xx)", f"{fmt(infra.get('errors'))} ({pct(infra.get('error_rate'))})")]
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
+    parts = [f'<table class="kv service">{body}</table>']
+    if "infrastructure" in service and not infra:
+        parts.append('<p class="no-data"><span class="badge status-skipped">no heartbeat</span> No serving process '
+                     "reported in this window: its CPU, memory and uptime are unknown, not zero.</p>")
+    plots = []
+    for title, read in (("p99 latency (ms)", lambda s: (s.get("latency_ms") or {}).get("p99")),
+                        ("CPU (cores)", lambda s: (s.get("infrastructure") or {}).get("cpu")),
+                        ("Memory peak (MiB)", lambda s: _mb_value(((s.get("infrastructure") or {}).get("memory")
+                                                                  or {}).get("peak_bytes"))),
+                        ("Uptime", lambda s: (s.get("infrastructure") or {}).get("uptime"))):
+        values = [read(r.results.get("service") or {}) for r in ordered]
+        points = [Point(f"#{r.number}", v, note=fmt(v) if v is not None else "no value")
+                  for r, v in zip(ordered, values, strict=True)]
+        if any(p.value is not None for p in points):
+            plots.append(line_plot(title, points, line=None, line_label="", column=title, kind="service"))
+    if plots:
+        parts.append(f'<div class="graph-scroll trends">{"".join(plots)}</div>')
+    return head + "".join(parts) + "</section>"
+
+
+def _mb_value(value: Any) -> float | None:
+    return None if value is None else value / 2**20
+
+
+def _mb(value: Any) -> str:
+    return "—" if value is None else f"{fmt(value / 2**20)} MiB"
 
 
 def _alerts(monitor: Monitor, focus: DriftReport | None, events: list[AlertEvent]) -> str:

@@ -3,7 +3,8 @@
 A KPI is the user's function of the window's rows (inputs, ``prediction``, and ``label`` where one arrived) to a
 number, stored by module, name and source hash (keel.code) so any later process runs the very same code. A KPI
 that raises is reported with its error and the others go on. Service health comes from the prediction log
-itself: requests, rows, latency percentiles and the share answered by a fallback.
+itself: requests, rows, latency percentiles and the share answered by a fallback from the primary rows; CPU,
+memory, uptime, restarts and errors of the serving processes from their heartbeats (keel.monitoring.infra).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import pyarrow.compute as pc
 
 from keel.code import function_json, resolve_function
 from keel.errors import InvalidInput
+from keel.monitoring.infra import infrastructure
+from keel.numbers import finite_or_none
 
 __all__ = ["kpi_specs", "run_kpis", "service_health"]
 
@@ -54,22 +57,27 @@ def run_kpis(specs: dict[str, dict[str, Any]], rows: pd.DataFrame) -> dict[str, 
     return out
 
 
-def service_health(log: pa.Table, start: Any, end: Any) -> dict[str, Any]:
-    """Requests, latency percentiles (ms), fallback share and throughput of the window's primary answers."""
+def service_health(log: pa.Table, start: Any, end: Any, health: pa.Table | None = None,
+                   deployment: str | None = None) -> dict[str, Any]:
+    """Requests, latency percentiles (ms), fallback share and throughput of the window's primary answers; with
+    ``health`` (the heartbeats logged in the window and the LOOKBACK before it), the ``infrastructure`` of the
+    processes serving ``deployment`` (None for a window without a heartbeat)."""
     requests = log.num_rows
     seconds = max((end - start).total_seconds(), 1e-9)
+    infra = {} if health is None else {"infrastructure": infrastructure(health, start, end, deployment)}
     if requests == 0:
-        return {"requests": 0, "requests_per_s": 0.0, "latency_ms": None, "fallback_rate": None}
+        return {"requests": 0, "requests_per_s": 0.0, "latency_ms": None, "fallback_rate": None, **infra}
     latency = log["latency_ms"].to_numpy(zero_copy_only=False).astype(float)
     latency = latency[np.isfinite(latency)]
     quantiles = np.percentile(latency, [50, 95, 99]) if len(latency) else [math.nan] * 3
     fallbacks = requests - log["reason"].null_count
     by_version = pc.value_counts(log["served_by"]).to_pylist()
     return {"requests": requests, "requests_per_s": requests / seconds,
-            "latency_ms": {"p50": _plain(quantiles[0]), "p95": _plain(quantiles[1]), "p99": _plain(quantiles[2]),
-                           "max": _plain(latency.max()) if len(latency) else None},
+            "latency_ms": {"p50": finite_or_none(quantiles[0]), "p95": finite_or_none(quantiles[1]),
+                           "p99": finite_or_none(quantiles[2]),
+                           "max": finite_or_none(latency.max()) if len(latency) else None},
             "fallback_rate": fallbacks / requests,
-            "served_by": {str(v["values"]): int(v["counts"]) for v in by_version}}
+            "served_by": {str(v["values"]): int(v["counts"]) for v in by_version}, **infra}
 
 
 def _import(text: str, name: str) -> Callable[..., Any]:
@@ -89,8 +97,3 @@ def _import(text: str, name: str) -> Callable[..., Any]:
     if not callable(function):
         raise InvalidInput(f"KPI {name!r}: {module_name} has no function {function_name!r}")
     return function
-
-
-def _plain(value: Any) -> float | None:
-    number = float(value)
-    return number if math.isfinite(number) else None

@@ -1,6 +1,7 @@
 """Labels from a file, in bulk: ``keel labels ingest FILE --deployment DEP``. Each label becomes a feedback row of
 the prediction log keyed by request id (what ``feedback`` writes one at a time), built in one DuckDB query and
-appended as one table version: a million labels are one commit, not a million."""
+appended as one table version: a million labels are one commit, not a million. Labels keyed by entity and time
+instead (``--key entity+time``) find their request ids by an as-of join first (keel.monitoring.asof)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from keel.serving.feedback import LOG_SCHEMA, MAX_ID
 from keel.serving.predlog import SEGMENT_COLUMN
 from keel.storage.tables import query_arrow
 
-__all__ = ["label_rows"]
+__all__ = ["KEYS", "feedback_log_rows", "label_rows"]
+
+KEYS = ("request_id", "entity+time")  # how a labels file names the predictions its labels belong to
 
 
 def label_rows(source: pa.Table, deployment: str, *, label: str = "label", row: str | None = None
@@ -44,12 +47,17 @@ def label_rows(source: pa.Table, deployment: str, *, label: str = "label", row: 
                            "request) to send a list of labels per request" if not row else
                            f"each request's {row} must be its rows' positions 0, 1, ..., n-1, each once (leave the "
                            "label empty for a row without one)")
-    skipped = source[label].null_count
+    return feedback_log_rows(grouped, deployment), source[label].null_count
+
+
+def feedback_log_rows(grouped: pa.Table, deployment: str) -> pa.Table:
+    """``request_id`` and ``output`` (``{"label": ...}`` JSON) of one feedback item per request as rows of the
+    prediction log (its columns and types; the segment column null)."""
     n = grouped.num_rows
     now = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
     columns = {name: pa.nulls(n, LOG_SCHEMA.field(name).type) for name in LOG_SCHEMA.names}
     columns.update(request_id=grouped["request_id"].cast(pa.string()), at=pa.repeat(now, n),
                    kind=pa.repeat(pa.scalar("feedback"), n), deployment=pa.repeat(pa.scalar(deployment), n),
-                   output=grouped["output"], status=pa.repeat(pa.scalar("ok"), n))
+                   output=grouped["output"].cast(pa.string()), status=pa.repeat(pa.scalar("ok"), n))
     table = pa.table(columns, schema=LOG_SCHEMA)
-    return table.append_column(SEGMENT_COLUMN, pa.nulls(n, pa.string())), skipped
+    return table.append_column(SEGMENT_COLUMN, pa.nulls(n, pa.string()))

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from keel.monitoring.window import PREDICTION, ROW, duckdb_type
+from keel.numbers import finite_or_none
 from keel.storage.tables import query_arrow
 from keel.tracking.scoring import HIGHER_IS_BETTER, classification_metrics, regression_metrics
 
@@ -60,7 +61,7 @@ def performance(rows: pa.Table, task: str, slices: list[str], training: dict[str
     for scope, column, codes, names in groups:
         scores = _scores(rows, task, codes, len(names))
         counts = np.bincount(codes, minlength=len(names))
-        per = [{"value": name, "rows": int(counts[i]), **{k: _plain(v[i]) for k, v in scores.items()}}
+        per = [{"value": name, "rows": int(counts[i]), **{k: finite_or_none(v[i]) for k, v in scores.items()}}
                for i, name in enumerate(names)]
         if scope == "overall":
             out["metrics"] = {k: v for k, v in per[0].items() if k not in ("value", "rows")}
@@ -95,11 +96,6 @@ def _scores(rows: pa.Table, task: str, codes: np.ndarray, n: int) -> dict[str, n
     truth, predicted = classes[:rows.num_rows], classes[rows.num_rows:]
     found = classification_metrics(truth, predicted, None, max(2, len(encoded.dictionary)), codes, n)
     return {k: v for k, v in found.items() if k not in ("roc_auc", "log_loss")}  # the log keeps no probabilities
-
-
-def _plain(value: Any) -> float | None:
-    number = float(value)
-    return number if np.isfinite(number) else None
 
 
 def _ratio(window: float | None, training: float) -> float | None:

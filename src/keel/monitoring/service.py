@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,11 @@ from keel.logs import get_logger
 from keel.models.service import ModelService
 from keel.models.signature import Signature
 from keel.monitoring.alerts import evaluate, parse_rule
+from keel.monitoring.asof import label_window, match_labels, parse_tolerance, prepare_labels
 from keel.monitoring.drift import dataset_drift
+from keel.monitoring.infra import LOOKBACK
 from keel.monitoring.kpis import kpi_specs, run_kpis, service_health
-from keel.monitoring.labels import label_rows
+from keel.monitoring.labels import KEYS, feedback_log_rows, label_rows
 from keel.monitoring.model import AlertEvent, DriftReport, Monitor
 from keel.monitoring.performance import labelled_rows, performance, training_metrics
 from keel.monitoring.reference import Baseline, store_baseline
@@ -157,7 +159,9 @@ class MonitorService:
         with threadpool_limits(1):  # BLAS threads split each column's dot products and slow the window 1.6-2.7x
             results = self._compare(monitor, baseline, rows)
         results["performance"], labelled = self._performance(monitor, model, signature, rows, start, log_version)
-        results["service"] = service_health(raw, start, end)
+        health = self._deployments.log(None, start - LOOKBACK, end, kinds=("health",), version=log_version,
+                                       columns=["at", "status", "output"])  # the serving processes' heartbeats
+        results["service"] = service_health(raw, start, end, health, monitor.deployment)
         if monitor.kpis:
             frame = labelled.drop_columns([c for c in ("request_id", "served_by", "arm", ROW)
                                            if c in labelled.column_names]).to_pandas()
@@ -235,10 +239,26 @@ class MonitorService:
                                      number=number)
 
     def ingest_labels(self, deployment: str, source: str | Path | pa.Table | Any, *, label: str = "label",
-                      row: str | None = None, reason: str | None = None) -> dict[str, Any]:
-        """Labels for answered requests, in bulk: a CSV / Parquet / JSON Lines file (or a table) with
-        ``request_id`` and ``label`` columns (``row``: each label's position in its request), appended to the
-        prediction log as feedback in one commit; the monitors' performance joins them."""
+                      row: str | None = None, key: str | None = None, entities: list[str] | None = None,
+                      time: str | None = None, tolerance: str | timedelta | None = None,
+                      reason: str | None = None) -> dict[str, Any]:
+        """Labels for answered requests, in bulk: a CSV / Parquet / JSON Lines file (or a table) appended to the
+        prediction log as feedback in one commit; the monitors' performance joins them.
+
+        ``key="request_id"`` (the default): ``request_id`` and ``label`` columns (``row``: each label's position
+        in its request). ``key="entity+time"`` (implied by ``entities``): the ``entities`` columns, a ``time``
+        column and the label; each label goes to the deployment's latest prediction for its entity made at or
+        before its time, at most ``tolerance`` (default 30d) earlier; labels that match none are counted as
+        ``unmatched``, not written."""
+        key = key or ("entity+time" if entities or time else "request_id")
+        if key not in KEYS:
+            raise InvalidInput(f"unknown label key {key!r}; use request_id or entity+time")
+        if key == "request_id" and (entities or time or tolerance is not None):
+            raise InvalidInput("entities, time and tolerance go with --key entity+time, not --key request_id")
+        if key == "entity+time" and row:
+            raise InvalidInput("--row goes with --key request_id: with entity+time the match finds each label's row")
+        if key == "entity+time" and not time:
+            raise InvalidInput("--key entity+time needs the labels' time column: --time COLUMN")
         self._deployments.get(deployment)
         if isinstance(source, str | Path):
             table = read_source_file(source).table
@@ -246,13 +266,26 @@ class MonitorService:
             table = source
         else:
             table = pa.Table.from_pandas(source, preserve_index=False)
-        rows, skipped = label_rows(table, deployment, label=label, row=row)
+        counts: dict[str, Any] = {}
+        if key == "request_id":
+            rows, skipped = label_rows(table, deployment, label=label, row=row)
+            counts["skipped_missing"] = skipped
+        else:
+            within = parse_tolerance(tolerance)
+            prepared = prepare_labels(table, list(entities or []), time or "", label)
+            log_rows = LOG_SCHEMA.empty_table().select(["request_id", "at", "inputs"])
+            if prepared.num_rows:
+                since, until = label_window(prepared, within)
+                log_rows = self._deployments.log(deployment, since, until, columns=["request_id", "at", "inputs"])
+            grouped, counts = match_labels(prepared, log_rows, list(entities or []), within)
+            rows = feedback_log_rows(grouped, deployment)
+            counts = {"key": key, **counts}
         if rows.num_rows:
             info = committed_log(self._data)
             rows = rows.select([c for c in rows.column_names if info is None or c in info.schema])
             self._data.write_batches([rows], LOG_TABLE, reason=reason or f"labels for deployment {deployment}")
-        log.info("labels.ingested", deployment=deployment, requests=rows.num_rows, skipped=skipped)
-        return {"deployment": deployment, "requests": rows.num_rows, "skipped_missing": skipped}
+        log.info("labels.ingested", deployment=deployment, requests=rows.num_rows, **counts)
+        return {"deployment": deployment, "requests": rows.num_rows, **counts}
 
     # -- observability -------------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from keel.errors import InvalidInput
@@ -60,6 +60,33 @@ class RemoteMonitorService:
 
     def alerts(self, name: str | None = None, *, limit: int = 100) -> list[AlertEvent]:
         return decode_list(AlertEvent, self._client.get("/alerts", monitor=name, limit=limit))
+
+    def ingest_labels(self, deployment: str, source: Any, *, label: str = "label", row: str | None = None,
+                      key: str | None = None, entities: list[str] | None = None, time: str | None = None,
+                      tolerance: str | timedelta | None = None, reason: str | None = None) -> dict[str, Any]:
+        """Labels from a CSV / Parquet / JSON Lines file (streamed) or a frame / Arrow table (sent as Parquet),
+        matched and appended on the server (``MonitorService.ingest_labels``)."""
+        import tempfile
+        from pathlib import Path
+
+        import pyarrow as pa
+
+        if isinstance(tolerance, timedelta):
+            tolerance = f"{int(tolerance.total_seconds())}s"
+        params = {"deployment": deployment, "label": label, "row": row, "key": key, "entity": list(entities or []),
+                  "time": time, "tolerance": tolerance, "reason": reason}
+        if isinstance(source, str | Path):
+            path = Path(source)
+            if not path.is_file():
+                raise InvalidInput(f"file {path} does not exist or is not a file")
+            return self._client.upload("POST", "/labels", path, filename=path.name, **params)
+        table = source if isinstance(source, pa.Table) else pa.Table.from_pandas(source, preserve_index=False)
+        with tempfile.TemporaryDirectory(prefix="keel-labels-") as tmp:
+            path = Path(tmp) / "labels.parquet"
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, path)
+            return self._client.upload("POST", "/labels", path, filename=path.name, **params)
 
     def trace(self, request_id: str) -> dict[str, Any]:
         return self._client.get(join("traces", request_id))

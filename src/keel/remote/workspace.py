@@ -19,6 +19,7 @@ from keel.remote.data import RemoteDataService
 from keel.remote.deployments import RemoteDeploymentService
 from keel.remote.features import RemoteFeatureService
 from keel.remote.gates import RemoteGateService
+from keel.remote.incidents import RemoteIncidentService
 from keel.remote.models import RemoteModelService
 from keel.remote.monitors import RemoteMonitorService
 from keel.remote.predictions import RemotePredictionService
@@ -47,6 +48,7 @@ class RemoteWorkspace:
         self.deployments = RemoteDeploymentService(self._client)
         self.predictions = RemotePredictionService(self._client)
         self.monitors = RemoteMonitorService(self._client)
+        self.incidents = RemoteIncidentService(self._client)
         self.lineage = RemoteLineage(self._client)
         self.audit = RemoteAudit(self._client)
         self.users = RemoteUsers(self._client)

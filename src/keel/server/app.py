@@ -10,7 +10,19 @@ from fastapi import APIRouter, FastAPI
 
 from keel import __version__
 from keel.server.errors import install_error_handlers
-from keel.server.routers import admin, data, deployments, features, gates, lineage, models, monitors, predictions, runs
+from keel.server.routers import (
+    admin,
+    data,
+    deployments,
+    features,
+    gates,
+    incidents,
+    lineage,
+    models,
+    monitors,
+    predictions,
+    runs,
+)
 from keel.server.security import LOOPBACK_NAMES, PUBLIC, HostGuard, ServerState
 from keel.ui import install_ui
 from keel.workspace import Workspace
@@ -33,7 +45,7 @@ def create_app(workspace: Workspace, *, auth: bool = True, allowed_hosts: Iterab
         return {"status": "ok", "version": __version__}
 
     for router in (data.router, features.router, runs.router, models.router, gates.router, deployments.router,
-                   predictions.router, monitors.router, lineage.router, admin.router):
+                   predictions.router, monitors.router, incidents.router, lineage.router, admin.router):
         api.include_router(router)
     app.include_router(api)
     install_ui(app)  # the pages at /, /static, and error pages for them (API errors stay JSON)

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
+import os
 import re
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -33,7 +36,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from threadpoolctl import threadpool_limits
 
 from keel.errors import InvalidInput, KeelError, NotFound, TooLarge
-from keel.logs import get_logger
+from keel.logs import configure_logging, get_logger
 from keel.serving.endpoint import Answer, Endpoint
 from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE, committed_log, feedback_records
 from keel.serving.loader import EndpointSet
@@ -64,27 +67,79 @@ class _Metrics:
         self.drift = Gauge("keel_requirement_drift", "1 for a model whose package recorded another version of its "
                            "library than the one installed here", ["model", "package", "recorded", "installed"],
                            registry=self.registry)
-        ProcessCollector(registry=self.registry)  # CPU seconds, resident memory, start time (uptime) of this worker
+        # CPU seconds, resident memory, start time (uptime) of this worker; its heartbeats read the same
+        self.process = ProcessCollector(registry=self.registry)
+
+
+class _Heartbeat:
+    """This process's health as a prediction-log row of kind ``health`` (keel.monitoring.infra reads them). Its
+    deployment is null: one process serves many deployments (``deployments`` in the output names the ones it was
+    asked for; null: every one). CPU and memory come from the collector /metrics shows."""
+
+    def __init__(self, process: ProcessCollector, every_s: float, names: list[str] | None) -> None:
+        self._process, self.every_s, self._names = process, every_s, sorted(names) if names else None
+        self.host, self.started_at = socket.gethostname(), datetime.now(UTC)
+
+    def start(self) -> None:
+        self.started_at = datetime.now(UTC)  # when this process began serving: a new value is a restart
+
+    def row(self, requests: int, errors: int, *, ready: bool, final: bool = False) -> dict[str, Any]:
+        values = {s.name: s.value for m in self._process.collect() for s in m.samples}
+        rss = values.get("process_resident_memory_bytes")
+        output = {"pid": os.getpid(), "host": self.host, "started_at": self.started_at.isoformat(),
+                  "cpu_seconds": values.get("process_cpu_seconds_total", time.process_time()),  # no /proc: our clock
+                  "rss_bytes": None if rss is None else int(rss), "requests": requests, "errors": errors,
+                  "every_s": self.every_s, "deployments": self._names, "ready": ready}
+        return {"at": datetime.now(UTC).isoformat(), "kind": "health", "output": orjson.dumps(output).decode(),
+                "status": "stopped" if final else "ok"}
 
 
 _events = get_logger("keel.serve")
+_serve_logger = logging.getLogger("keel.serve")  # whether a routine answer is logged: isEnabledFor(DEBUG), cached
 
 
 def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder: Path | None = None,
                          timeout_s: float = 1.0, commit_every_s: float = 1.0, reload_every_s: float = 1.0,
                          max_inflight: int = 64, trusted: bool = False, strict_requirements: bool = False,
-                         grace_s: float = 30.0, sidecar: bool = False) -> FastAPI:
+                         grace_s: float = 30.0, sidecar: bool = False, heartbeat_every_s: float = 15.0) -> FastAPI:
     """An app serving ``names`` (default: every deployment, including ones created while it runs) from workspace
     ``ws``. ``max_inflight``: requests answered at once before the next get a fast 503 with Retry-After;
     ``reload_every_s``: how often deployment changes are picked up; ``sidecar``: log commits and shadow models run
-    in a child process at the lowest priority (keel serve), else on threads of this one."""
+    in a child process at the lowest priority (keel serve), else on threads of this one; ``heartbeat_every_s``:
+    how often this process logs its health (CPU, memory, counters: a ``health`` row), and once more at shutdown.
+
+    Events (keel.logs, logger ``keel.serve``): a fallback (warning) and a refused or failed request (info, or
+    warning for a 5xx) always; every answered request at debug, so that volume is opt-in (setting ``log_level``,
+    e.g. ``KEEL_LOG_LEVEL=debug``, sends keel's events from that level to stderr)."""
+    if heartbeat_every_s <= 0:
+        raise InvalidInput(f"heartbeat_every_s {heartbeat_every_s} must be positive")
+    level = getattr(ws.settings, "log_level", None)
+    if level:
+        if not isinstance(logging.getLevelName(str(level).upper()), int):
+            raise InvalidInput(f"log_level {level!r}: use debug, info, warning or error")
+        configure_logging(str(level).upper())
     metrics = _Metrics()
     base = Path(ws.settings.root) / ".keel" / "serving"
     folder = log_folder or base / f"log-{uuid.uuid4().hex[:8]}"
 
     log = prediction_log(ws, folder)
     stop = threading.Event()
-    state: dict[str, Any] = {"ready": False, "inflight": 0}
+    state: dict[str, Any] = {"ready": False, "inflight": 0, "requests": 0, "errors": 0}
+    beat = _Heartbeat(metrics.process, heartbeat_every_s, names)
+
+    def heartbeat(final: bool = False) -> None:
+        try:  # one line appended: the same cost as an answer's
+            log.append([beat.row(state["requests"], state["errors"], ready=state["ready"], final=final)])
+        except Exception as exc:  # health reporting never takes serving down
+            _events.warning("health.not_logged", error=f"{type(exc).__name__}: {exc}")
+
+    def heartbeats() -> None:
+        """On a thread of its own: a slow commit or model reload on the background thread does not delay it (a
+        late heartbeat reads as time down)."""
+        next_at = time.monotonic() + heartbeat_every_s
+        while not stop.wait(max(0.0, next_at - time.monotonic())):
+            heartbeat()
+            next_at = max(next_at + heartbeat_every_s, time.monotonic())
 
     def shadow_logger(deployment: str) -> Any:
         def on_shadow(model: str, request_id: str, output: Any, ms: float) -> None:
@@ -135,13 +190,21 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         held = hold_folder(folder)  # this process's log folder; a folder whose lock is free lost its process
         limits = threadpool_limits(1)  # one core per worker for BLAS/OpenMP: two workers on two cores do not fight
         log.recover()
-        for orphan, lock in _orphans(base, folder):
-            with lock:  # held while its segments are committed: two starting workers never adopt the same one
-                prediction_log(ws, orphan).recover()
-                shutil.rmtree(orphan, ignore_errors=True)
-        if helper is not None:
-            helper.start()
-        await run_in_threadpool(refresh)
+        beat.start()
+        heartbeat()  # up from here: the window's uptime counts from this row (each says whether it is ready)
+        beating = threading.Thread(target=heartbeats, name="keel-serve-heartbeat", daemon=True)
+        beating.start()
+        try:
+            for orphan, lock in _orphans(base, folder):
+                with lock:  # held while its segments are committed: two starting workers never adopt the same one
+                    prediction_log(ws, orphan).recover()
+                    shutil.rmtree(orphan, ignore_errors=True)
+            if helper is not None:
+                helper.start()
+            await run_in_threadpool(refresh)
+        except BaseException:
+            stop.set()  # the heartbeats end with the start that failed
+            raise
         state["ready"] = True
         thread = threading.Thread(target=background, name="keel-serve-background", daemon=True)
         thread.start()
@@ -149,6 +212,8 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
         state["ready"] = False
         stop.set()
         thread.join(10)
+        beating.join(10)
+        heartbeat(final=True)  # a process that said it stopped is not counted as up after this row
         served.close()
         log.rotate()
         if helper is not None:
@@ -163,8 +228,12 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
     async def keel_error(request: Request, exc: KeelError) -> JSONResponse:
         name = request.path_params.get("name", "-")
         metrics.rejections.labels(name, str(exc.http_status)).inc()
-        _events.info("request.rejected", deployment=name, status=exc.http_status, error=exc.message[:300],
-                     request_id=request.headers.get("x-request-id"))
+        if exc.http_status >= 500:
+            state["errors"] += 1
+        if not getattr(request.state, "keel_logged", False):  # _serve logged it with the request's whole context
+            _events.info("request.rejected", deployment=name, status=exc.http_status, error=exc.message[:300],
+                         request_id=request.headers.get("x-request-id"), user=_user(request),
+                         operation=request.url.path.rsplit("/", 1)[-1])
         headers = {"Retry-After": "1"} if exc.http_status == 503 else None
         return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
 
@@ -293,6 +362,9 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
             if endpoint.inline:  # its models may answer without giving the event loop back: let the requests that
                 await asyncio.sleep(0)  # arrived with this one count themselves in first (what the 503 goes by)
             answer: Answer = await endpoint.answer(frame, key, request_id)
+        except Exception as exc:
+            _failed(request, name, request_id, exc, started)
+            raise
         finally:
             state["inflight"] -= 1
         seconds = time.perf_counter() - started
@@ -310,11 +382,44 @@ def create_predictor_app(ws: Any, names: list[str] | None = None, *, log_folder:
             metrics.shadows_dropped.labels(name).inc()
         metrics.requests.labels(name, answer.arm, answer.served_by).inc()
         metrics.latency.labels(name, answer.arm, answer.served_by).observe(seconds)
+        state["requests"] += 1
         if answer.reason is not None:
             metrics.fallbacks.labels(name, answer.served_by).inc()
+            _events.warning("predict.fallback", request_id=request_id, deployment=name, arm=answer.arm,
+                            model=answer.model, served_by=answer.served_by, reason=answer.reason[:300],
+                            user=_user(request), operation="predict", status=200,
+                            duration_ms=(time.perf_counter() - started) * 1e3)
+        elif _serve_logger.isEnabledFor(logging.DEBUG):  # routine answers: opt-in volume, no cost when off
+            _events.debug("predict.answered", request_id=request_id, deployment=name, arm=answer.arm,
+                          model=answer.model, served_by=answer.served_by, user=_user(request), operation="predict",
+                          status=200, duration_ms=(time.perf_counter() - started) * 1e3)
         return answer, request_id
 
+    def _failed(request: Request, name: str, request_id: str, exc: Exception, started: float) -> None:
+        """A request no model answered (or that the model refused) logged with its whole context; the exception
+        handler answers it."""
+        status = exc.http_status if isinstance(exc, KeelError) else 500
+        if not isinstance(exc, KeelError):
+            state["errors"] += 1  # the handler counts the KeelErrors
+        details = exc.details if isinstance(exc, KeelError) and isinstance(exc.details, dict) else {}
+        attempts = details.get("attempts") or [{}]
+        level = _events.warning if status >= 500 else _events.info
+        level("predict.failed" if status >= 500 else "predict.rejected", request_id=request_id, deployment=name,
+              arm=None, model=attempts[0].get("model"), served_by=None, user=_user(request), operation="predict",
+              status=status, error=f"{type(exc).__name__}: {exc}"[:300],
+              duration_ms=(time.perf_counter() - started) * 1e3)
+        request.state.keel_logged = True
+
     return app
+
+
+def _user(request: Request) -> str | None:
+    """Who sent the request, when an authentication middleware in front of the data plane set ``scope["user"]``
+    (keel serve has no authentication of its own); else None."""
+    user = request.scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", True):
+        return None
+    return str(getattr(user, "display_name", None) or user)
 
 
 def _json_response(out: dict[str, Any]) -> Response:

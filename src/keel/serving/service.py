@@ -194,21 +194,24 @@ class DeploymentService:
     def _log_since(self, name: str, since: datetime) -> pa.Table:
         return self._log(name, since, None, ["arm", "reason", "latency_ms", "output"], kinds=("primary",))
 
-    def log(self, name: str, since: datetime, until: datetime | None = None, *, columns: list[str] | None = None,
-            kinds: tuple[str, ...] = ("primary",), version: int | None = None) -> pa.Table:
+    def log(self, name: str | None, since: datetime, until: datetime | None = None, *,
+            columns: list[str] | None = None, kinds: tuple[str, ...] = ("primary",),
+            version: int | None = None) -> pa.Table:
         """The prediction log's rows of deployment ``name`` and ``kinds`` logged in [since, until], from the log
-        table's ``version`` (default: its latest); an empty table when nothing was ever logged."""
+        table's ``version`` (default: its latest); an empty table when nothing was ever logged. ``name`` None: the
+        rows of no deployment (the serving processes' heartbeats, ``kinds=("health",)``)."""
         return self._log(name, since, until, columns or LOG_SCHEMA.names, kinds, version)
 
-    def _log(self, name: str, since: datetime, until: datetime | None, columns: list[str],
+    def _log(self, name: str | None, since: datetime, until: datetime | None, columns: list[str],
              kinds: tuple[str, ...], version: int | None = None) -> pa.Table:
-        """The prediction log's rows of deployment ``name`` and ``kinds`` logged in [since, until]."""
+        """The prediction log's rows of deployment ``name`` (None: of none) and ``kinds`` in [since, until]."""
         latest = committed_log(self._data) if version is None else None
         if self._data is None or (version is None and latest is None):
             return LOG_SCHEMA.empty_table().select(columns)
-        check_name(name, "deployment name")  # the safe alphabet: no quote can end the literal below
-        where = [f"deployment = '{name}'", "kind IN (" + ", ".join(f"'{k}'" for k in kinds) + ")",
-                 f"\"at\" >= TIMESTAMPTZ '{_stamp(since)}'"]
+        if name is not None:
+            check_name(name, "deployment name")  # the safe alphabet: no quote can end the literal below
+        where = ["deployment IS NULL" if name is None else f"deployment = '{name}'",
+                 "kind IN (" + ", ".join(f"'{k}'" for k in kinds) + ")", f"\"at\" >= TIMESTAMPTZ '{_stamp(since)}'"]
         if until is not None:
             where.append(f"\"at\" <= TIMESTAMPTZ '{_stamp(until)}'")
         return self._data.read_arrow(f"{LOG_TABLE}@{latest.version if version is None else version}",

@@ -494,3 +494,31 @@ monitor_alerts = sa.Table(
     sa.Column("at", TS, nullable=False),
     sa.Index("ix_monitor_alerts_at", "monitor", "at"),
 )
+
+# -- incidents ----------------------------------------------------------------------------------------
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),  # incident:1, incident:2, ...
+    sa.Column("title", sa.String(512), nullable=False),
+    sa.Column("deployment", sa.String(128), nullable=False),
+    sa.Column("window_start", TS, nullable=False),
+    sa.Column("window_end", TS, nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),  # low | medium | high
+    sa.Column("timeline", sa.JSON, nullable=False),  # the timeline as it was read when the incident was recorded
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Index("ix_incidents_deployment", "deployment", "window_start"),
+)
+
+incident_notes = sa.Table(
+    "incident_notes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),  # appended, never edited: no lost update
+    sa.Column("incident", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("by", sa.String(128), nullable=False),
+    sa.Index("ix_incident_notes_incident", "incident"),
+)

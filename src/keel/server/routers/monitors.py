@@ -6,15 +6,19 @@ token's user.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from keel.errors import InvalidInput
 from keel.server.responses import json_response
 from keel.server.security import READ, WRITE
+from keel.server.streams import receive_to_file
 from keel.workspace import Workspace
 
 __all__ = ["router"]
@@ -25,6 +29,7 @@ Text = Annotated[str, Field(min_length=1, max_length=512)]
 Column = Annotated[str, Field(min_length=1, max_length=1024)]
 Reason = Annotated[str, Field(max_length=4096)]
 MAX_COLUMNS = 10_000
+LABEL_SUFFIXES = (".csv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json")
 KPI_REFUSED = ("KPIs name Python code, which the server never imports for a request; create the monitor with its "
                "KPIs from Python or the CLI on the workspace's machine (keel.open(path).monitors.create(kpis=...))")
 
@@ -124,6 +129,33 @@ def query_log(ws: Workspace = READ, where: str | None = Query(None, max_length=4
     first. ``columns``: comma-separated."""
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     return json_response(ws.monitors.query_log(where, columns=wanted, limit=limit, version=version).to_pylist())
+
+
+@router.post("/labels", status_code=201, response_model=dict[str, Any])
+async def ingest_labels(request: Request, ws: Workspace = WRITE, deployment: str = Query(..., max_length=512),
+                        filename: str = Query(..., max_length=255), label: str = Query("label", max_length=1024),
+                        row: str | None = Query(None, max_length=1024), key: str | None = Query(None, max_length=32),
+                        entity: list[str] | None = Query(None, max_length=1024),
+                        time: str | None = Query(None, max_length=1024),
+                        tolerance: str | None = Query(None, max_length=64),
+                        reason: str | None = Query(None, max_length=4096)) -> Response:
+    """Labels for answered requests: the body is a CSV, Parquet or JSON Lines file named ``filename`` (streamed to
+    disk), keyed by request id or (``key=entity+time``, ``entity``, ``time``, ``tolerance``) by entity and time;
+    appended to the prediction log in one commit."""
+    base = Path(filename).name
+    if base != filename or not base.lower().endswith(LABEL_SUFFIXES) or any(ord(c) < 32 or ord(c) == 127
+                                                                            for c in base):
+        raise InvalidInput(f"filename must be a plain file name (no control characters) ending in one of "
+                           f"{', '.join(LABEL_SUFFIXES)}")
+    if entity is not None and len(entity) > 32:
+        raise InvalidInput("at most 32 entity columns")
+    await run_in_threadpool(ws.deployments.get, deployment)  # an unknown one is refused before the body is read
+    with tempfile.TemporaryDirectory(prefix="keel-labels-") as tmp:
+        path = Path(tmp) / base
+        await receive_to_file(request, path)
+        done = await run_in_threadpool(ws.monitors.ingest_labels, deployment, path, label=label, row=row, key=key,
+                                       entities=entity or None, time=time, tolerance=tolerance, reason=reason)
+    return json_response(done, status_code=201)
 
 
 @router.get("/alerts", response_model=list[Any])
