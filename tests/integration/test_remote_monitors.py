@@ -60,6 +60,10 @@ def test_the_same_code_gives_the_same_records(team: Team) -> None:
     assert remote_rows.num_rows == 2 and set(remote_rows["kind"].to_pylist()) == {"primary"}
     request_id = newest["request_id"][0].as_py()
     assert remote.monitors.trace(request_id) == embedded.monitors.trace(request_id)
+    page = remote.monitors.html("remote")  # rendered from the server's records: the page embedded would write
+    assert page.lower().startswith("<!doctype html>") and page == embedded.monitors.html("remote")
+    with pytest.raises(NotFound):
+        remote.monitors.html("remote", number=9)
     remote.monitors.delete("remote")
     with pytest.raises(NotFound):
         remote.monitors.get("remote")

@@ -17,7 +17,7 @@ from keel.monitoring.drift import DISTANCES
 from keel.monitoring.model import AlertEvent, DriftReport, Monitor
 from keel.monitoring.plots import Point, distribution, fmt, heat_map, line_plot, measured, pct
 
-__all__ = ["firing", "render_monitor_report", "report_body", "verdict", "verdict_class"]
+__all__ = ["firing", "monitor_page", "render_monitor_report", "report_body", "verdict", "verdict_class"]
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 _CSS = """
@@ -55,6 +55,16 @@ def verdict_class(text: str) -> str:
 def firing(report: DriftReport | None) -> list[str]:
     """The alert rules firing at a report."""
     return [str(a.get("rule")) for a in (report.results.get("alerts") or []) if a.get("firing")] if report else []
+
+
+def monitor_page(monitors: Any, name: str, *, number: int | None = None, history: int = 50) -> str:
+    """The page of monitor ``name`` read through ``monitors`` (the embedded service or its HTTP client: the same
+    methods), so a page rendered against a server is the very page the server's workspace would write."""
+    monitor = monitors.get(name)
+    if number is not None:
+        monitors.report(name, number)  # NotFound for a report it does not have
+    return render_monitor_report(monitor, monitors.reports(name, limit=history), monitors.alerts(name, limit=200),
+                                 number=number)
 
 
 def render_monitor_report(monitor: Monitor, reports: list[DriftReport], alerts: list[AlertEvent], *,

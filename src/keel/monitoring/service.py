@@ -230,13 +230,9 @@ class MonitorService:
     def html(self, name: str, *, number: int | None = None, history: int = 50) -> str:
         """The monitor as one self-contained HTML page (keel.monitoring.html): the chosen report (default the
         latest) per column, drift and performance over its last ``history`` reports, the slice heat map, alerts."""
-        from keel.monitoring.html import render_monitor_report  # imported when asked: the page is not the hot path
+        from keel.monitoring.html import monitor_page  # imported when asked: the page is not the hot path
 
-        monitor = self.get(name)
-        if number is not None:
-            self.report(name, number)  # NotFound for a report it does not have
-        return render_monitor_report(monitor, self.reports(name, limit=history), self.alerts(name, limit=200),
-                                     number=number)
+        return monitor_page(self, name, number=number, history=history)
 
     def ingest_labels(self, deployment: str, source: str | Path | pa.Table | Any, *, label: str = "label",
                       row: str | None = None, key: str | None = None, entities: list[str] | None = None,

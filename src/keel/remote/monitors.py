@@ -61,6 +61,12 @@ class RemoteMonitorService:
     def alerts(self, name: str | None = None, *, limit: int = 100) -> list[AlertEvent]:
         return decode_list(AlertEvent, self._client.get("/alerts", monitor=name, limit=limit))
 
+    def html(self, name: str, *, number: int | None = None, history: int = 50) -> str:
+        """The monitor's self-contained HTML page, rendered here from the server's reports and alerts."""
+        from keel.monitoring.html import monitor_page  # imported when asked, as embedded
+
+        return monitor_page(self, name, number=number, history=history)
+
     def ingest_labels(self, deployment: str, source: Any, *, label: str = "label", row: str | None = None,
                       key: str | None = None, entities: list[str] | None = None, time: str | None = None,
                       tolerance: str | timedelta | None = None, reason: str | None = None) -> dict[str, Any]:
