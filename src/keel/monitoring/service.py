@@ -39,7 +39,7 @@ from keel.monitoring.trace import build_trace, log_filter_for
 from keel.monitoring.webhook import check_webhook, send_webhook
 from keel.monitoring.window import PREDICTION, ROW, parse_window, window_rows
 from keel.refs import check_name
-from keel.serving.baseline import training_part
+from keel.serving.baseline import read_train_part, training_source
 from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE, committed_log
 from keel.serving.service import DeploymentService
 from keel.storage.artifacts import ArtifactStore
@@ -367,10 +367,13 @@ class MonitorService:
         signature = self._signature(model)
         columns = {c.name: c.type for c in signature.inputs}
         if monitor.baseline == "training":
-            def frame() -> Any:
-                return training_part(self._models, self._runs, self._data, model, list(columns))[0]
+            data = training_source(self._models, self._runs, model, hint="give the monitor a baseline table "
+                                   "(--baseline TABLE) or a window of the log (--baseline window:START..END)")["data"]
 
-            source = training_part_ref(self._models, self._runs, model)
+            def frame() -> Any:
+                return read_train_part(self._data, data, list(columns))
+
+            source = f"{data}#train"  # the sketch's key
         elif monitor.baseline.startswith("window:"):
             start, end = parse_window(monitor.baseline.removeprefix("window:"))
             source = f"log:{monitor.deployment}:{start.isoformat()}..{end.isoformat()}"
@@ -477,18 +480,6 @@ class MonitorService:
         log.info("monitor.report", monitor=monitor.name, number=report.number, status=status, drifted=drifted,
                  rows=rows, model=model, columns=report.drifted_columns())
         return report
-
-
-def training_part_ref(models: ModelService, runs: RunService, model: str) -> str:
-    """The training data ref a version's baseline comes from (its run's ``fit.data``), for the sketch's key."""
-    version = models.version(model)
-    tags = runs.get(version.run_id).tags if version.run_id else {}
-    source = tags.get("fit.data")
-    if not source or source == "frames":
-        raise InvalidInput(f"{version.name} records no stored training data (its run has no fit.data): give the "
-                           "monitor a baseline table (--baseline TABLE) or a window of the log (--baseline "
-                           "window:START..END)")
-    return f"{source}#train"
 
 
 def _without(sketch: Any, column: str) -> Any:

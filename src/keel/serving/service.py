@@ -178,7 +178,8 @@ class DeploymentService:
         if waited < float(policy["interval_s"]):
             return CanaryDecision("wait", f"{waited:.0f} s of the {policy['interval_s']:.0f} s interval have passed",
                                   float(policy["step"]))
-        decision = decide(policy, arm_stats(self._log_since(name, since)), min_requests=min_requests)
+        decision = decide(policy, arm_stats(self.log(name, since, columns=["arm", "reason", "latency_ms", "output"])),
+                          min_requests=min_requests)
         if decision.action == "advance":
             self._change(current, {**policy, "step": decision.step, "step_index": int(policy["step_index"]) + 1},
                          "advance", decision.reason)
@@ -191,20 +192,13 @@ class DeploymentService:
             self._change(current, single, "rollback", decision.reason)
         return decision
 
-    def _log_since(self, name: str, since: datetime) -> pa.Table:
-        return self._log(name, since, None, ["arm", "reason", "latency_ms", "output"], kinds=("primary",))
-
     def log(self, name: str | None, since: datetime, until: datetime | None = None, *,
             columns: list[str] | None = None, kinds: tuple[str, ...] = ("primary",),
             version: int | None = None) -> pa.Table:
         """The prediction log's rows of deployment ``name`` and ``kinds`` logged in [since, until], from the log
         table's ``version`` (default: its latest); an empty table when nothing was ever logged. ``name`` None: the
         rows of no deployment (the serving processes' heartbeats, ``kinds=("health",)``)."""
-        return self._log(name, since, until, columns or LOG_SCHEMA.names, kinds, version)
-
-    def _log(self, name: str | None, since: datetime, until: datetime | None, columns: list[str],
-             kinds: tuple[str, ...], version: int | None = None) -> pa.Table:
-        """The prediction log's rows of deployment ``name`` (None: of none) and ``kinds`` in [since, until]."""
+        columns = columns or LOG_SCHEMA.names
         latest = committed_log(self._data) if version is None else None
         if self._data is None or (version is None and latest is None):
             return LOG_SCHEMA.empty_table().select(columns)
@@ -228,7 +222,7 @@ class DeploymentService:
         now = datetime.now(UTC)
         policy_since = self._policy_start(current)
         start = policy_since if since is None else parse_since(since, now)
-        rows = self._log(name, start, now, LOG_COLUMNS, kinds=("primary", "shadow", "feedback"))
+        rows = self.log(name, start, now, columns=LOG_COLUMNS, kinds=("primary", "shadow", "feedback"))
         return build_report(name=name, policy=current.current.policy, version=current.current.version, rows=rows,
                             since=start, until=now, policy_since=policy_since)
 
