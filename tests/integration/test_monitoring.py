@@ -186,13 +186,16 @@ def test_labels_that_arrive_later_score_the_window_against_training_and_catch_a_
     ws.monitors.create("perf", "price", window="1h", slices=["cat"])
     frame = toy_frame(400, seed=16)
     answers = serve(ws, frame, tmp_path / "log", batch=100)
+    assert ws.monitors.run("perf").results["label"] == {"status": "no_labels"}
     truth = frame["y"].to_numpy()
     items = [{"request_id": a["request_id"], "label": truth[i * 100:(i + 1) * 100].tolist()}
              for i, a in enumerate(answers[:3])]  # three of four requests labelled, one row-aligned list each
     items.append({"request_id": "never-answered", "label": 1.0})
     ws.deployments.feedback("price", items)
-    found = ws.monitors.run("perf").results["performance"]
+    results = ws.monitors.run("perf").results
+    found, labels = results["performance"], results["label"]
     assert (found["status"], found["rows"], found["task"], found["unmatched_labels"]) == ("ok", 300, "regression", 1)
+    assert labels["status"] == "ok" and not labels["drifted"] and labels["columns"][0]["column"] == "label"
     assert found["metrics"]["rmse"] == pytest.approx(1.0, abs=0.25)  # the toy's noise is N(0, 1)
     assert {s["value"] for s in found["slices"]["cat"]} == {"a", "b", "c"}
     assert found["training"] == {"rmse": 1.0, "mae": 0.8}  # the test part's, preferred to validation's
@@ -200,7 +203,9 @@ def test_labels_that_arrive_later_score_the_window_against_training_and_catch_a_
     # the world changed: the same inputs now cost 10 more (concept drift, the features did not move)
     ws.deployments.feedback("price", [{"request_id": answers[3]["request_id"],
                                        "label": (truth[300:] + 10).tolist()}])
-    shifted = ws.monitors.run("perf").results["performance"]
+    results = ws.monitors.run("perf").results
+    shifted = results["performance"]
+    assert results["label"]["drifted"]  # label drift: the labels' distribution moved from training's
     assert shifted["rows"] == 400 and shifted["metrics"]["rmse"] > 4 and shifted["change"]["rmse"]["worse"]
     assert not ws.monitors.report("perf").drifted_columns()  # the inputs did not drift: only the labels tell
 

@@ -22,8 +22,11 @@ from keel.ui.deployments import target_shares
 from keel.ui.render import ref_url
 
 from .deployments_ui_fixture import ODD_REASON, DeploymentsWorkspace, build_deployments_workspace
+from .ui_pages import HTML
+from .ui_pages import get_page as _get
+from .ui_pages import row as _row
+from .ui_pages import section as _section
 
-HTML = {"accept": "text/html"}
 NAMES = ["ab-api", "canary-api", "odd-api", "price-api", "rank-api", "shadow-api"]
 
 
@@ -41,21 +44,7 @@ def viewer(built: DeploymentsWorkspace) -> Iterator[TestClient]:
         yield client
 
 
-def _get(client: TestClient, path: str) -> str:
-    response = client.get(path, headers=HTML)
-    assert response.status_code == 200, (path, response.text[:500])
-    assert "Traceback" not in response.text
-    return response.text
 
-
-def _section(page: str, id_: str) -> str:
-    start = page.index(f'id="{id_}"')
-    return page[start:page.index("</section>", start)]
-
-
-def _row(page: str, attribute: str, value: str) -> str:
-    start = page.index(f'<tr {attribute}="{value}"')
-    return page[start:page.index("</tr>", start)]
 
 
 def _widths(page: str, row: str) -> dict[str, float]:

@@ -23,7 +23,11 @@ from keel.server.security import SESSION_COOKIE
 from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE
 from keel.users import ROLES
 
-HTML = {"accept": "text/html"}
+from .ui_pages import HTML
+from .ui_pages import get_page as _get
+from .ui_pages import row as _row
+from .ui_pages import section as _section
+
 ODD = "<script>alert('owned')</script>"  # a category the baseline never had, and so a new slice value
 
 
@@ -84,21 +88,7 @@ def viewer(built: MonitorsWorkspace) -> Iterator[TestClient]:
         yield client
 
 
-def _get(client: TestClient, path: str) -> str:
-    response = client.get(path, headers=HTML)
-    assert response.status_code == 200, (path, response.text[:500])
-    assert "Traceback" not in response.text
-    return response.text
 
-
-def _section(page: str, id_: str) -> str:
-    start = page.index(f'id="{id_}"')
-    return page[start:page.index("</section>", start)]
-
-
-def _row(page: str, attribute: str, value: str) -> str:
-    start = page.index(f'<tr {attribute}="{value}"')
-    return page[start:page.index("</tr>", start)]
 
 
 def test_the_list_shows_each_monitor_with_its_latest_verdict_and_firing_alerts(viewer) -> None:

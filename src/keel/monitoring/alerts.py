@@ -2,7 +2,8 @@
 
     psi(price) > 0.2 for 2 windows       drift(neighbourhood) >= 0.1       missing(bedrooms) > 0.05
     rmse > 1.2 x training                accuracy < 0.9 x training         share_drifted >= 0.5
-    prediction_drift > 0.1               rows < 100                        kpi(revenue) < 1000
+    prediction_drift > 0.1               label_drift > 0.1                 rows < 100
+    kpi(revenue) < 1000
     p99_ms > 50 for 3 windows            fallback_rate > 0.01              requests < 10
     cpu > 0.8 for 3 windows              memory_mb > 2048                  uptime < 0.99
     restarts > 0                         error_rate > 0.01
@@ -32,7 +33,7 @@ METRICS = ("rmse", "mae", "r2", "mape", "accuracy", "precision", "recall", "f1")
 COLUMN_SERIES = ("drift", "missing", "psi", "ks", "wasserstein", "jensenshannon", "chisquare", "z", "kpi")
 SERVICE_SERIES = ("requests", "p50_ms", "p95_ms", "p99_ms", "fallback_rate")
 INFRA_SERIES = ("cpu", "memory_mb", "uptime", "restarts", "error_rate")
-PLAIN_SERIES = ("share_drifted", "prediction_drift", "rows", *SERVICE_SERIES, *INFRA_SERIES, *METRICS)
+PLAIN_SERIES = ("share_drifted", "prediction_drift", "label_drift", "rows", *SERVICE_SERIES, *INFRA_SERIES, *METRICS)
 _OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt,
                                                    "<=": operator.le}
 _RULE = re.compile(r"\s*(?P<series>[a-z][a-z0-9_]*)(?:\((?P<column>[^()]+)\))?\s*(?P<op>>=|<=|>|<)\s*"
@@ -111,8 +112,8 @@ def series_value(rule: Rule, results: dict[str, Any], rows: int) -> float | None
     overall = results.get("overall", {})
     if rule.series == "share_drifted":
         return overall.get("share_of_drifted_columns")
-    if rule.series == "prediction_drift":
-        columns = results.get("prediction", {}).get("columns", [])
+    if rule.series in ("prediction_drift", "label_drift"):
+        columns = (results.get(rule.series.removesuffix("_drift")) or {}).get("columns", [])
         return columns[0].get("statistic") if columns else None
     column = next((c for c in overall.get("columns", []) if c["column"] == rule.column), None)
     if column is None:

@@ -90,7 +90,8 @@ def report_body(monitor: Monitor, reports: list[DriftReport], alerts: list[Alert
     ordered = sorted(reports, key=lambda r: r.number)
     focus = _focus(ordered, number)
     return "".join([_summary(monitor, focus, ordered), _columns_section(focus, "overall"),
-                    _columns_section(focus, "prediction"), _over_time(ordered), _slices(monitor, focus),
+                    _columns_section(focus, "prediction"),
+                    _columns_section(focus, "label"), _over_time(ordered), _slices(monitor, focus),
                     _performance(ordered, focus), _service(ordered, focus), _alerts(monitor, focus, alerts),
                     _notes(focus)])
 
@@ -140,11 +141,16 @@ def _because(report: DriftReport) -> str:
 
 
 def _columns_section(focus: DriftReport | None, key: str) -> str:
-    heading, anchor = ("Features", "features") if key == "overall" else ("Prediction", "prediction")
+    heading, anchor = {"overall": ("Features", "features"), "prediction": ("Prediction", "prediction"),
+                       "label": ("Labels (label drift)", "labels")}[key]
     head = f'<section class="card" id="{anchor}"><h2>{heading}</h2>'
     if focus is None:
         return f'{head}<p class="muted">No report yet.</p></section>'
     found = focus.results.get(key)
+    if key == "label" and (found or {}).get("status") != "ok":
+        why = {"no_reference": "the baseline has no training labels (a table or a window of the log)"}.get(
+            (found or {}).get("status"), "no label has arrived for this window yet (`keel labels ingest`)")
+        return f'{head}<p class="muted">Not measured: {escape(why)}.</p></section>'
     if found is None:
         return f'{head}<p class="muted">Not measured: the model\'s output is not one value per row.</p></section>'
     parts = []
@@ -198,7 +204,7 @@ def _over_time(ordered: list[DriftReport]) -> str:
         return head + '<p class="muted">No report yet.</p></section>'
     names: dict[tuple[str, str], None] = {}
     for report in ordered:
-        for key in ("overall", "prediction"):
+        for key in ("overall", "prediction", "label"):
             for c in (report.results.get(key) or {}).get("columns") or []:
                 names[(key, str(c.get("column")))] = None
     plots = [_trend(ordered, key, name) for key, name in names]

@@ -11,14 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from keel.monitoring.window import PREDICTION, ROW, duckdb_type
+from keel.monitoring.window import LABEL, PREDICTION, ROW, duckdb_type
 from keel.numbers import finite_or_none
 from keel.storage.tables import query_arrow
 from keel.tracking.scoring import HIGHER_IS_BETTER, classification_metrics, regression_metrics
 
 __all__ = ["LABEL", "labelled_rows", "performance", "training_metrics"]
 
-LABEL = "label"
 _PARTS = ("test", "validation", "train")  # which recorded metric a window is compared with, in order of preference
 
 

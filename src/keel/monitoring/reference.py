@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from keel.errors import InvalidInput, KeelError
 from keel.monitoring.sketch import ReferenceSketch, build_sketch
-from keel.monitoring.window import PREDICTION, duckdb_type
+from keel.monitoring.window import LABEL, PREDICTION, duckdb_type
 from keel.storage.schema import monitor_references
 
 __all__ = ["MAX_SAMPLE", "MAX_SLICE_VALUES", "PREDICTION_ROWS", "Baseline", "store_baseline"]
@@ -60,24 +60,27 @@ class Baseline:
                     for c, values in body["slices"].items()}, body.get("notes", []))
 
 
-def baseline_key(source: str, model: str | None, columns: dict[str, str], slices: list[str]) -> str:
+def baseline_key(source: str, model: str | None, columns: dict[str, str], slices: list[str],
+                 label: str | None = None) -> str:
     text = orjson.dumps({"format": FORMAT, "source": source, "model": model, "columns": columns,
-                         "slices": sorted(slices)}, option=orjson.OPT_SORT_KEYS)
+                         "slices": sorted(slices), **({"label": label} if label else {})},
+                        option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(text).hexdigest()[:32]
 
 
 def store_baseline(db: Any, artifacts: Any, *, source: str, model: str | None, columns: dict[str, str],
                    slices: list[str], frame: Callable[[], pd.DataFrame],
-                   predict: Callable[[pd.DataFrame], Any] | None) -> Baseline:
+                   predict: Callable[[pd.DataFrame], Any] | None, label: str | None = None) -> Baseline:
     """The stored baseline for these inputs, computed (``frame()`` read, ``predict`` called) only the first
-    time. ``columns``: {name: signature type} of the model's inputs watched."""
-    key = baseline_key(source, model, columns, slices)
+    time. ``columns``: {name: signature type} of the model's inputs watched; ``label``: the frame's label column,
+    sketched as ``label`` (what label drift compares the labels that arrive with)."""
+    key = baseline_key(source, model, columns, slices, label)
     with db.read() as conn:
         stored = conn.execute(sa.select(monitor_references.c.artifact).where(monitor_references.c.key == key)
                               ).scalar()
     if stored is not None and artifacts.exists(stored):
         return Baseline.from_bytes(key, artifacts.get_bytes(stored))
-    baseline = _compute(key, source, model, columns, slices, frame(), predict)
+    baseline = _compute(key, source, model, columns, slices, frame(), predict, label)
     artifact = f"monitoring/baselines/{key}.json.gz"
     artifacts.put_bytes(artifact, baseline.to_bytes())
     with db.transaction() as conn:
@@ -88,7 +91,8 @@ def store_baseline(db: Any, artifacts: Any, *, source: str, model: str | None, c
 
 
 def _compute(key: str, source: str, model: str | None, columns: dict[str, str], slices: list[str],
-             data: pd.DataFrame, predict: Callable[[pd.DataFrame], Any] | None) -> Baseline:
+             data: pd.DataFrame, predict: Callable[[pd.DataFrame], Any] | None, label: str | None = None
+             ) -> Baseline:
     watched = [c for c, kind in columns.items() if duckdb_type(kind) and c in data.columns]
     if not watched:
         raise InvalidInput(f"the baseline {source} has none of the model's input columns "
@@ -110,6 +114,8 @@ def _compute(key: str, source: str, model: str | None, columns: dict[str, str], 
         except Exception as exc:  # the model could not predict its own training rows: reported, drift goes on
             notes.append(f"no prediction reference: the model failed on its training rows ({type(exc).__name__}: "
                          f"{exc})"[:500])
+    if label and label in data.columns and LABEL not in watched:  # after predicting: the model never sees it
+        table[LABEL] = data[label]  # a reference for label drift, not an input: kept apart like the prediction
     kinds = {c: "categorical" for c in watched if columns[c] in ("string", "boolean")}  # numbers: by their values
     overall = build_sketch(pa.Table.from_pandas(table, preserve_index=False), kinds=kinds or None,
                            max_sample=MAX_SAMPLE)

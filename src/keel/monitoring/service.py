@@ -37,7 +37,7 @@ from keel.monitoring.performance import labelled_rows, performance, training_met
 from keel.monitoring.reference import Baseline, store_baseline
 from keel.monitoring.trace import build_trace, log_filter_for
 from keel.monitoring.webhook import check_webhook, send_webhook
-from keel.monitoring.window import PREDICTION, ROW, parse_window, window_rows
+from keel.monitoring.window import LABEL, PREDICTION, ROW, parse_window, window_rows
 from keel.refs import check_name
 from keel.serving.baseline import read_train_part, training_source
 from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE, committed_log
@@ -159,6 +159,7 @@ class MonitorService:
         with threadpool_limits(1):  # BLAS threads split each column's dot products and slow the window 1.6-2.7x
             results = self._compare(monitor, baseline, rows)
         results["performance"], labelled = self._performance(monitor, model, signature, rows, start, log_version)
+        results["label"] = _label_drift(monitor, baseline, labelled)
         health = self._deployments.log(None, start - LOOKBACK, end, kinds=("health",), version=log_version,
                                        columns=["at", "status", "output"])  # the serving processes' heartbeats
         results["service"] = service_health(raw, start, end, health, monitor.deployment)
@@ -366,12 +367,15 @@ class MonitorService:
     def _baseline(self, monitor: Monitor, model: str) -> Baseline:
         signature = self._signature(model)
         columns = {c.name: c.type for c in signature.inputs}
+        label = None
         if monitor.baseline == "training":
-            data = training_source(self._models, self._runs, model, hint="give the monitor a baseline table "
-                                   "(--baseline TABLE) or a window of the log (--baseline window:START..END)")["data"]
+            trained = training_source(self._models, self._runs, model, hint="give the monitor a baseline table "
+                                      "(--baseline TABLE) or a window of the log (--baseline window:START..END)")
+            data, label = trained["data"], trained["label"]
+            wanted = list(columns) + ([label] if label and label not in columns else [])
 
             def frame() -> Any:
-                return read_train_part(self._data, data, list(columns))
+                return read_train_part(self._data, data, wanted)
 
             source = f"{data}#train"  # the sketch's key
         elif monitor.baseline.startswith("window:"):
@@ -395,7 +399,7 @@ class MonitorService:
 
         return store_baseline(self._db, self._artifacts, source=source, model=model, columns=columns,
                               slices=monitor.slices, frame=frame,
-                              predict=None if monitor.baseline.startswith("window:") else predict)
+                              predict=None if monitor.baseline.startswith("window:") else predict, label=label)
 
     def _performance(self, monitor: Monitor, model: str, signature: Signature, rows: pa.Table, start: datetime,
                      log_version: int | None) -> tuple[dict[str, Any], pa.Table]:
@@ -418,8 +422,9 @@ class MonitorService:
     def _compare(self, monitor: Monitor, baseline: Baseline, rows: pa.Table) -> dict[str, Any]:
         options = {"methods": monitor.methods or None, "thresholds": monitor.thresholds or None,
                    "share": monitor.share}
-        features = rows.select([c for c in rows.column_names if c in baseline.overall.columns and c != PREDICTION])
-        overall = dataset_drift(_without(baseline.overall, PREDICTION), features, **options)
+        features = rows.select([c for c in rows.column_names if c in baseline.overall.columns
+                                and c not in (PREDICTION, LABEL)])
+        overall = dataset_drift(_inputs(baseline.overall), features, **options)
         results: dict[str, Any] = {"overall": overall.to_dict(), "notes": list(baseline.notes), "slices": {}}
         if PREDICTION in baseline.overall.columns and PREDICTION in rows.column_names:
             only = dataset_drift(_only(baseline.overall, PREDICTION), rows.select([PREDICTION]),
@@ -440,7 +445,7 @@ class MonitorService:
                     results["slices"][column][value] = {"status": "new_value", "rows": subset.num_rows,
                                                         "drifted": True, "drifted_columns": []}
                     continue
-                drift = dataset_drift(_without(_without(references[value], PREDICTION), column), subset, **options)
+                drift = dataset_drift(_without(_inputs(references[value]), column), subset, **options)
                 found = drift.to_dict()
                 found["status"] = "no_data" if drift.no_data else "ok"
                 found["drifted_columns"] = [c["column"] for c in found.get("columns", []) if c.get("drifted")]
@@ -480,6 +485,24 @@ class MonitorService:
         log.info("monitor.report", monitor=monitor.name, number=report.number, status=status, drifted=drifted,
                  rows=rows, model=model, columns=report.drifted_columns())
         return report
+
+
+def _label_drift(monitor: Monitor, baseline: Baseline, labelled: pa.Table) -> dict[str, Any]:
+    """The labels that arrived for the window against the training labels (label drift); a status when there
+    are none yet or the baseline has no label reference (a table or a window of the log)."""
+    if LABEL not in baseline.overall.columns:
+        return {"status": "no_reference"}
+    if LABEL not in labelled.column_names or labelled.num_rows == labelled[LABEL].null_count:
+        return {"status": "no_labels"}
+    arrived = labelled.select([LABEL]).filter(pc.is_valid(labelled[LABEL]))
+    found = dataset_drift(_only(baseline.overall, LABEL), arrived, share=1.0,
+                          methods={LABEL: monitor.methods[LABEL]} if LABEL in monitor.methods else None).to_dict()
+    return {"status": "ok", **found}
+
+
+def _inputs(sketch: Any) -> Any:
+    """The sketch of the model's inputs only: without the prediction and label references."""
+    return _without(_without(sketch, PREDICTION), LABEL)
 
 
 def _without(sketch: Any, column: str) -> Any:

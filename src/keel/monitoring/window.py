@@ -15,9 +15,10 @@ from keel.errors import InvalidInput
 from keel.serving.report import parse_since
 from keel.storage.tables import query_arrow
 
-__all__ = ["PREDICTION", "ROW", "duckdb_type", "parse_window", "window_rows"]
+__all__ = ["LABEL", "PREDICTION", "ROW", "duckdb_type", "parse_window", "window_rows"]
 
 PREDICTION = "prediction"  # the column a window's model outputs are in
+LABEL = "label"  # the column the labels that arrived later are in (and the training labels, in a baseline)
 ROW = "_row"  # a row's position in its request: what a list of labels for the request lines up with
 _TYPES = {"integer": "BIGINT", "float": "DOUBLE", "boolean": "BOOLEAN", "string": "VARCHAR"}  # datetime: not watched
 
