@@ -158,7 +158,7 @@ def _values(server: Server, run_id: str, token_id: str) -> dict[str, dict[str, s
             "runs": {**common, "name": "notes.txt"}, "lineage": {**common, "ref": "model:price/1"},
             "users": {**common, "name": "viewer-user"}, "gates": {**common, "model": "price", "report_id": "missing"},
             "deployments": {**common, "name": "price-api"}, "monitors": {**common, "name": "missing", "number": "1"},
-            "traces": {**common, "request_id": "missing"},
+            "traces": {**common, "request_id": "missing"}, "incidents": {**common, "id": "1"},
             "": {**common, "name": "price"}}
 
 
