@@ -62,6 +62,7 @@ def resolve_function(spec: dict[str, Any], owner: str, known: dict[str, Callable
             function = getattr(function, part, None)
         if not callable(function):
             raise InvalidInput(f"{owner}: {spec['module']} has no function {spec['name']} any more; {changed}")
+        function = inspect.unwrap(function)  # a decorated function (a pipeline @step, functools.wraps) is its own
     if function_json(function, owner)["sha256"] != spec["sha256"]:
         raise InvalidInput(f"{owner}: {spec['name']} changed since it was stored; {changed}")
     known[f"{key}@sha256:{spec['sha256']}"] = function

@@ -23,6 +23,7 @@ from keel.lineage import LineageService
 from keel.models.service import ModelService
 from keel.monitoring.incidents import IncidentService
 from keel.monitoring.service import MonitorService
+from keel.pipelines.service import PipelineService
 from keel.refs import parse_ref
 from keel.serving.batch import PredictionService
 from keel.serving.service import DeploymentService
@@ -38,7 +39,7 @@ from keel.tracking.buffer import MetricBuffer
 from keel.tracking.service import RunService
 from keel.users import UserService
 
-__all__ = ["Workspace", "autolog", "init", "open_workspace"]
+__all__ = ["Workspace", "autolog", "init", "open_for_step", "open_workspace"]
 
 _CONFIG_TEMPLATE = """\
 # keel workspace settings. Precedence: arguments > KEEL_* environment > this file > defaults.
@@ -51,7 +52,8 @@ _CONFIG_TEMPLATE = """\
 
 class Workspace:
     """One keel workspace: ``ws.data``, ``ws.features``, ``ws.runs``, ``ws.models``, ``ws.gates``,
-    ``ws.deployments``, ``ws.predictions``, ``ws.monitors``, ``ws.incidents``, ``ws.users``, ``ws.tokens``,
+    ``ws.deployments``, ``ws.predictions``, ``ws.monitors``, ``ws.incidents``, ``ws.pipelines``, ``ws.users``,
+    ``ws.tokens``,
     ``ws.lineage``, ``ws.audit``."""
 
     def __init__(self, settings: Settings) -> None:
@@ -89,6 +91,8 @@ class Workspace:
                                        allow_private_webhooks=self.settings.webhook_allow_private)
         self.incidents = IncidentService(self.db, self.models, self.runs, self.deployments, self.lineage, self.audit,
                                          user)
+        self.pipelines = PipelineService(self.db, self.lineage, self.audit, user, self.canonical_ref, lambda: self,
+                                         open_for_step, self.settings.model_dump(mode="json"))
 
     def acting_as(self, user: str) -> Workspace:
         """The same workspace (database, stores, metric buffer) with ``user`` acting: audit rows, approvals and
@@ -190,6 +194,11 @@ def open_workspace(path: str | Path | None = None, *, token: str | None = None, 
 
         return RemoteWorkspace(url, token=token, **settings)  # type: ignore[return-value]
     return Workspace(Settings.load(find_workspace_root(path), **settings))
+
+
+def open_for_step(**settings: Any) -> Workspace:
+    """The workspace a pipeline step opens in a worker process, from its caller's settings (keel.pipelines)."""
+    return Workspace(Settings(**settings))
 
 
 def autolog(workspace: Workspace | None = None, **options: Any) -> Autolog:

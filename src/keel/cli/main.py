@@ -19,6 +19,7 @@ from keel.cli import (
     lineage,
     models,
     monitor,
+    pipelines,
     predict,
     runs,
     serve,
@@ -43,10 +44,12 @@ app.add_typer(gates.app, name="gates")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(incident.app, name="incident")
+app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(users.app, name="users")
 app.add_typer(server.tokens, name="tokens")
 app.command("server")(server.server)
 app.command("serve")(serve.serve)
+app.command("scheduler")(pipelines.scheduler)
 app.command("predict")(predict.predict)
 app.command("lineage")(lineage.lineage)
 app.command("trace")(monitor.trace)

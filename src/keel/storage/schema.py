@@ -522,3 +522,122 @@ incident_notes = sa.Table(
     sa.Column("by", sa.String(128), nullable=False),
     sa.Index("ix_incident_notes_incident", "incident"),
 )
+
+# -- pipelines, triggers and the scheduler --------------------------------------------------------------
+
+pipeline_versions = sa.Table(
+    "pipeline_versions",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),  # a new version only when the definition changed
+    sa.Column("definition", sa.JSON, nullable=False),  # steps (function, inputs, params, types), triggers
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("applied_at", TS, nullable=False),
+    sa.Column("applied_by", sa.String(128), nullable=False),
+)
+
+pipeline_runs = sa.Table(
+    "pipeline_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),  # pipeline_run:1, ...
+    sa.Column("pipeline", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # queued | running | succeeded | failed
+    sa.Column("params", sa.JSON, nullable=False),  # as given, and the refs resolved to versions at creation
+    sa.Column("trigger", sa.JSON, nullable=False),  # {kind, key, what, by}
+    sa.Column("force", sa.Boolean, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),  # 1, then +1 per retry or resume
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("started_at", TS, nullable=True),
+    sa.Column("ended_at", TS, nullable=True),
+    sa.Column("claimed_by", sa.String(256), nullable=True),  # the process running it
+    sa.Column("heartbeat_at", TS, nullable=True),  # a running run whose heartbeat stopped is resumed
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_pipeline_runs_pipeline", "pipeline", "id"),
+    sa.Index("ix_pipeline_runs_status", "status"),
+)
+
+pipeline_step_runs = sa.Table(
+    "pipeline_step_runs",
+    metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("pipeline_runs.id"), primary_key=True),
+    sa.Column("step", sa.String(128), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | running | succeeded | cached | failed | skipped
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("cache_key", sa.String(64), nullable=True),
+    sa.Column("cached_from", sa.Integer, nullable=True),  # the run whose output a cached step reused
+    sa.Column("inputs", sa.JSON, nullable=True),
+    sa.Column("output", sa.JSON, nullable=True),  # {"value": ...}
+    sa.Column("started_at", TS, nullable=True),
+    sa.Column("ended_at", TS, nullable=True),
+    sa.Column("logs", sa.Text, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_pipeline_step_runs_cache", "step", "cache_key"),
+)
+
+trigger_fires = sa.Table(
+    "trigger_fires",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True),  # the idempotency key: an event fires once, ever
+    sa.Column("subject", sa.String(160), nullable=False),  # pipeline:NAME or retrain_policy:NAME
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("what", sa.Text, nullable=False),
+    sa.Column("fired_at", TS, nullable=False),
+    sa.Column("run", sa.Integer, nullable=True),  # the pipeline run it started
+    sa.Index("ix_trigger_fires_subject", "subject", "fired_at"),
+)
+
+trigger_cursors = sa.Table(
+    "trigger_cursors",
+    metadata,
+    sa.Column("subject", sa.String(160), primary_key=True),
+    sa.Column("trigger", sa.String(64), primary_key=True),
+    sa.Column("cursor", sa.JSON, nullable=False),  # what the trigger saw last: a time, a version, a commit
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+scheduler_leases = sa.Table(
+    "scheduler_leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(256), nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+    sa.Column("acquired_at", TS, nullable=False),
+)
+
+# -- retraining ---------------------------------------------------------------------------------------------
+
+retrain_policies = sa.Table(
+    "retrain_policies",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("deployment", sa.String(128), nullable=False),
+    sa.Column("pipeline", sa.String(128), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),  # when, data, how, approval, canary, guard
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+retrains = sa.Table(
+    "retrains",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),  # retrain:1, ...
+    sa.Column("policy", sa.String(128), nullable=False),
+    sa.Column("deployment", sa.String(128), nullable=False),
+    # running | no_new_data | refused | failed | pending_review | approved | rejected
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("trigger", sa.JSON, nullable=False),  # why: the condition, its evidence, the idempotency key
+    sa.Column("window", sa.JSON, nullable=True),  # the data window: kind, bounds, rows, influenced share
+    sa.Column("how", sa.JSON, nullable=True),  # from_scratch | warm_start, and why that was used
+    sa.Column("pipeline_run", sa.Integer, nullable=True),
+    sa.Column("candidate", sa.String(256), nullable=True),  # model:NAME/N
+    sa.Column("gate_report", sa.String(256), nullable=True),
+    sa.Column("evidence", sa.JSON, nullable=True),  # the gate summary and the comparison with the current model
+    sa.Column("decision", sa.JSON, nullable=True),  # by, at, reason, override, canary
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Index("ix_retrains_policy", "policy", "id"),
+)
