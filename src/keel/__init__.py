@@ -28,6 +28,8 @@ from keel.models.model import ModelVersion, RegisteredModel
 from keel.models.signature import Signature
 from keel.monitoring.incidents import Incident
 from keel.monitoring.model import DriftReport, Monitor
+from keel.pipelines import Pipeline, PipelineRun, step
+from keel.retraining import Retrain, RetrainPolicy
 from keel.settings import Settings
 from keel.tracking.model import RunInfo
 from keel.tracking.reports import EvaluationReport, ImportanceReport
@@ -58,8 +60,12 @@ __all__ = [
     "ModelVersion",
     "Monitor",
     "OnDemandFeatureView",
+    "Pipeline",
+    "PipelineRun",
     "RegisteredModel",
     "RequestField",
+    "Retrain",
+    "RetrainPolicy",
     "Run",
     "RunInfo",
     "Settings",
@@ -76,4 +82,5 @@ __all__ = [
     "custom_gate",
     "init",
     "open",
+    "step",
 ]

@@ -25,6 +25,7 @@ from keel.monitoring.incidents import IncidentService
 from keel.monitoring.service import MonitorService
 from keel.pipelines.service import PipelineService
 from keel.refs import parse_ref
+from keel.retraining.service import RetrainService
 from keel.serving.batch import PredictionService
 from keel.serving.service import DeploymentService
 from keel.settings import CONFIG_FILE, STATE_DIR, Settings, find_workspace_root
@@ -52,7 +53,8 @@ _CONFIG_TEMPLATE = """\
 
 class Workspace:
     """One keel workspace: ``ws.data``, ``ws.features``, ``ws.runs``, ``ws.models``, ``ws.gates``,
-    ``ws.deployments``, ``ws.predictions``, ``ws.monitors``, ``ws.incidents``, ``ws.pipelines``, ``ws.users``,
+    ``ws.deployments``, ``ws.predictions``, ``ws.monitors``, ``ws.incidents``, ``ws.pipelines``, ``ws.retraining``,
+    ``ws.users``,
     ``ws.tokens``,
     ``ws.lineage``, ``ws.audit``."""
 
@@ -93,6 +95,8 @@ class Workspace:
                                          user)
         self.pipelines = PipelineService(self.db, self.lineage, self.audit, user, self.canonical_ref, lambda: self,
                                          open_for_step, self.settings.model_dump(mode="json"))
+        self.retraining = RetrainService(self.db, self.data, self.models, self.gates, self.deployments, self.monitors,
+                                         self.pipelines, self.runs, self.lineage, self.audit, self.users, user)
 
     def acting_as(self, user: str) -> Workspace:
         """The same workspace (database, stores, metric buffer) with ``user`` acting: audit rows, approvals and

@@ -71,14 +71,31 @@ def test_demo_leaves_the_workspace_it_describes(tmp_path: Path) -> None:
 
         # the serving chapter: shadow, a canary that reached production, a broken one rolled back on its own
         deployment = ws.deployments.get("price")
-        assert refs["serving"] == refs["challenger"].removeprefix("model:") == deployment.current.policy["arms"][0][
-            "model"]
-        assert ws.models.version("price@production").ref == refs["challenger"]
+        assert refs["serving"] == refs["challenger"].removeprefix("model:")
         assert refs["canary_actions"][-1] == "rollback" and "promote" in refs["canary_actions"], text
-        actions = [v.action for v in ws.deployments.history("price")]
-        assert actions[:3] == ["create", "shadow", "canary"] and actions[-2:] == ["canary", "rollback"]
-        assert "mean_shift" in ws.deployments.history("price")[-1].reason
+        history = ws.deployments.history("price")
+        actions = [v.action for v in history]
+        rolled = actions.index("rollback")
+        assert actions[:3] == ["create", "shadow", "canary"] and actions[rolled - 1] == "canary"
+        assert "mean_shift" in history[rolled].reason
         assert deployment.current.policy["fallbacks"][-1] == "baseline"
+        # the retraining chapter: the drift streak fired the policy once; a person approved; the canary promoted
+        looped = refs["retraining"]
+        assert looped["fired"] == {7: [], 8: [], 9: ["retrain:1"], 10: []}, text
+        retrain = ws.retraining.get(1)
+        assert retrain.status == "approved" and retrain.trigger["kind"] == "drift" and retrain.decision["by"] == ws.user
+        assert retrain.window["kind"] == "since_drift_start" and retrain.window["guard"]["holdout"] > 0
+        window = ws.data.read("listings_retraining_window", columns=["listing_id"])
+        assert len(window) == retrain.window["rows"] and window["listing_id"].min() >= 8_000_000  # months 8 and 9
+        assert looped["retrain_canary"][-1] == "promote" and actions[-1] == "promote"
+        assert deployment.current.policy["arms"][0]["model"] == retrain.candidate == looped["serving_after"]
+        assert ws.models.version("price@production").name == retrain.candidate
+        assert deployment.current.policy["holdout"] == 0.2
+        candidate = ws.models.version(retrain.candidate).ref
+        assert "retrain:1" in ws.lineage.upstream(candidate).refs()
+        run = ws.pipelines.show(retrain.pipeline_run)
+        assert run.status == "succeeded" and [s.step for s in run.steps] == ["window", "training_set", "split",
+                                                                            "train", "gates"]
         # the monitoring chapter: each month's change caught by the monitor, its alert fired, a trace, the report
         reports = ws.monitors.reports("price-drift")
         assert [r.number for r in reversed(reports)] == refs["reports"] == [1, 2, 3, 4]

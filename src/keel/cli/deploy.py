@@ -103,6 +103,16 @@ def status(ctx: typer.Context, name: str = NAME, fmt: str = FORMAT) -> None:
 
 
 @app.command()
+def holdout(ctx: typer.Context, name: str = NAME,
+            share: float = typer.Option(..., "--share", help="Share of keys (0 to 0.5) the baseline answers instead "
+                                                             "of any model; 0 ends the holdout."),
+            reason: str = typer.Option(None, "--reason"), fmt: str = FORMAT) -> None:
+    """Hold a share of traffic out of the model's influence (feedback-loop guard): the baseline answers it."""
+    _check_format(fmt)
+    _print(_deployments(ctx).holdout(name, share, reason=reason), fmt)
+
+
+@app.command()
 def history(ctx: typer.Context, name: str = NAME, fmt: str = FORMAT) -> None:
     """Every version of the policy, oldest first: what changed, who changed it and why."""
     _check_format(fmt)

@@ -21,6 +21,7 @@ from keel.cli import (
     monitor,
     pipelines,
     predict,
+    retrain,
     runs,
     serve,
     server,
@@ -45,6 +46,7 @@ app.add_typer(deploy.app, name="deploy")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(incident.app, name="incident")
 app.add_typer(pipelines.app, name="pipelines")
+app.add_typer(retrain.app, name="retrain")
 app.add_typer(users.app, name="users")
 app.add_typer(server.tokens, name="tokens")
 app.command("server")(server.server)

@@ -34,22 +34,30 @@ MONTHS = {8: "a new neighbourhood, Harbourfront", 9: "prices rise 25% (inflation
 
 
 def monitoring_chapter(ws: Workspace, split_ref: str, features: list[str], raw: Path, rows_per_month: int,
-                       console: Console, step: Callable[[str], Any], table: Callable[..., None]) -> dict[str, Any]:
-    """Monitor, months 7-10 replayed, labels, alerts, a trace and the report; returns what the tests check."""
+                       console: Console, step: Callable[[str], Any], table: Callable[..., None],
+                       retraining: Any = None) -> dict[str, Any]:
+    """Monitor, months 7-10 replayed, labels, alerts, a trace and the report; returns what the tests check.
+    ``retraining`` (keel.demo.retraining.Retraining): attached before month 7, its scheduler ticked after each."""
     with step(f"Monitor endpoint price against its training data; alert on {'; '.join(ALERTS)}"):
         monitor = ws.monitors.create(MONITOR, "price", slices=["room_type"], alerts=ALERTS,
                                      reason="watch the production endpoint")
     console.print(f"  {monitor.ref}: baseline = the train part of the version endpoint price serves")
+    if retraining is not None:
+        retraining.attach(monitor.name)
     windows: list[dict[str, Any]] = []
     began = datetime.now(UTC)
     with data_plane(ws) as url:
         traffic = Traffic(url, [], [])
         with step("Month 7 replayed: the quiet month the model was tested on"):
             windows.append(_month(ws, traffic, ws.data.read_split(split_ref, "test"), features, 7, "as in training"))
+        if retraining is not None:
+            retraining.after_month(7)
         for month, what in MONTHS.items():
             with step(f"Month {month} arrives ({what}): ingested, then served"):
                 frame = _arrive(ws, raw, month, rows_per_month)
                 windows.append(_month(ws, traffic, frame, features, month, what))
+            if retraining is not None:
+                retraining.after_month(month)
     table(f"keel monitor reports {MONITOR}", ["month", "what changed", "rows", "drifted columns",
                                               "rmse (training)", "alerts firing"],
           [(w["month"], w["what"], w["report"].rows, ", ".join(w["report"].drifted_columns()) or "none",
@@ -117,6 +125,7 @@ def _month(ws: Workspace, traffic: Traffic, listings: pd.DataFrame, features: li
     report = ws.monitors.run(MONITOR, window=f"{start.isoformat()}..{end.isoformat()}")
     firing = [a["rule"] for a in report.results.get("alerts", []) if a.get("firing")]
     errors = np.abs(np.asarray(answers["prediction"]) - listings["price"].to_numpy(dtype=float))
+    errors[np.asarray(answers["arm"]) == "holdout"] = -1  # the baseline answered those: the model's worst is traced
     worst = int(np.argmax(errors))
     return {"month": month, "what": what, "report": report, "firing": firing,
             "worst": (answers["request_id"][worst], float(errors[worst]), int(answers["row"][worst]),

@@ -22,6 +22,7 @@ from keel.demo.features import definitions as feature_definitions
 from keel.demo.generator import LISTINGS_CONTRACT, generate_listings, write_listings
 from keel.demo.modelling import CATEGORICAL, NUMERIC, train_and_register
 from keel.demo.monitoring import monitoring_chapter
+from keel.demo.retraining import Retraining
 from keel.demo.serving import serving_chapter
 from keel.errors import Conflict, LeakageError, ValidationFailed
 from keel.lineage import LineageNode
@@ -133,14 +134,17 @@ def run_demo(path: str | Path, *, fresh: bool = True, console: Console | None = 
     served = serving_chapter(ws, split.ref, [*CATEGORICAL, *NUMERIC, *FEATURE_COLUMNS], models, console, step,
                              lambda title, columns, rows: _table(console, title, columns, rows))
 
+    tables = lambda title, columns, rows: _table(console, title, columns, rows)  # noqa: E731
+    retraining = Retraining(ws, console, step, tables, models["best"])
     watched = monitoring_chapter(ws, split.ref, [*CATEGORICAL, *NUMERIC, *FEATURE_COLUMNS], raw, rows_per_month,
-                                 console, step, lambda title, columns, rows: _table(console, title, columns, rows))
+                                 console, step, tables, retraining=retraining)
+    looped = retraining.close_the_loop()
 
     with step("Lineage: from the production model back to the raw file"):
         tree = ws.lineage.upstream(models["model"])
     console.print(_tree(tree))
     refs = {"table": latest.ref, "first_version": v0.version.ref, "split": split.ref,
-            "training_set": training.ref, **models, **served, **watched}
+            "training_set": training.ref, **models, **served, **watched, "retraining": looped}
     console.print(Panel.fit(
         f"done. {latest.row_count} clean rows in {len(history)} versions, "
         f"{v0.rows_quarantined + v1.rows_quarantined} rows quarantined, split {split.ref}; "

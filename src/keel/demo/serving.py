@@ -79,7 +79,7 @@ class Traffic:
     def send_batches(self, frame: pd.DataFrame, keys: list[Any], *, size: int) -> dict[str, list[Any]]:
         """``frame`` in requests of ``size`` rows (keyed by their first row's key); per row, the request id it was
         answered under, its position in that request and the prediction."""
-        out: dict[str, list[Any]] = {"request_id": [], "row": [], "prediction": []}
+        out: dict[str, list[Any]] = {"request_id": [], "row": [], "prediction": [], "arm": []}
         records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
         for start in range(0, len(records), size):
             batch = records[start:start + size]
@@ -90,6 +90,7 @@ class Traffic:
             out["request_id"] += [answer["request_id"]] * len(batch)
             out["row"] += list(range(len(batch)))
             out["prediction"] += answer["predictions"]
+            out["arm"] += [answer["arm"]] * len(batch)
             self.sent += 1
         return out
 

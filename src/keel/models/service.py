@@ -283,6 +283,24 @@ class ModelService:
 
         return self._db.retrying(insert)
 
+    def approve_automatically(self, ref: str, *, policy: str, reason: str) -> Approval:
+        """Record a production approval made by a retraining policy that was explicitly allowed to approve
+        (keel.retraining): ``approved_by`` is ``policy:NAME``, the role ``policy``, the audit action its own."""
+        now = datetime.now(UTC)
+
+        def insert(conn: sa.Connection) -> Approval:
+            version = self._version(conn, ref)
+            by = f"policy:{policy}"
+            approval = Approval(version.model, version.version, "production", by, "policy", now, reason)
+            conn.execute(model_approvals.insert().values(
+                model=version.model, version=version.version, environment="production", approved_by=by,
+                role="policy", at=now, reason=reason))
+            self._audit.record(conn, actor=by, action="model.approve.automatic", target=version.ref, reason=reason,
+                               details={"environment": "production", "on_behalf_of": self._user})
+            return approval
+
+        return self._db.retrying(insert)
+
     def approvals(self, name: str, version: int | None = None, *, environment: str | None = None) -> list[Approval]:
         query = sa.select(model_approvals).where(model_approvals.c.model == name).order_by(model_approvals.c.id)
         if version is not None:

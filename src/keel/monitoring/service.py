@@ -41,6 +41,7 @@ from keel.monitoring.window import LABEL, PREDICTION, ROW, parse_window, window_
 from keel.refs import check_name
 from keel.serving.baseline import read_train_part, training_source
 from keel.serving.feedback import LOG_SCHEMA, LOG_TABLE, committed_log
+from keel.serving.routing import HOLDOUT
 from keel.serving.service import DeploymentService
 from keel.storage.artifacts import ArtifactStore
 from keel.storage.db import Database
@@ -150,6 +151,8 @@ class MonitorService:
         raw = self._deployments.log(monitor.deployment, start, end, version=log_version,
                                     columns=["request_id", "at", "served_by", "arm", "inputs", "output", "latency_ms",
                                              "reason"])
+        if raw.num_rows:  # the holdout's answers are the baseline's, not the model's: they are not watched
+            raw = raw.filter(pc.fill_null(pc.not_equal(raw["arm"], HOLDOUT), True))
         model = self._model_of(monitor.deployment, raw)
         signature = self._signature(model)
         columns = {c.name: c.type for c in signature.inputs}

@@ -6,7 +6,8 @@ the ref (``split:listings-split@2``), so the next step, the cache and lineage al
 
 from __future__ import annotations
 
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import orjson
 
@@ -68,8 +69,13 @@ def type_name(annotation: Any) -> str:
     """The stored name of an annotation: a ref type's class name, a JSON type's name, or ``Any``."""
     if annotation is None or annotation is Any or annotation == "Any":
         return "Any"
+    if get_origin(annotation) in (Union, UnionType):  # Optional[X] / X | None: an optional X
+        kept = [a for a in get_args(annotation) if a is not type(None)]
+        if len(kept) == 1:
+            return type_name(kept[0])
     if isinstance(annotation, str):
-        name = annotation.rsplit(".", 1)[-1]
+        text = annotation.replace(" ", "").removesuffix("|None").removeprefix("None|")
+        name = text.rsplit(".", 1)[-1]
     else:
         name = getattr(annotation, "__name__", None) or str(annotation)
     if name not in REF_TYPES and name not in VALUE_TYPES:

@@ -22,6 +22,7 @@ from keel.server.routers import (
     monitors,
     pipelines,
     predictions,
+    retraining,
     runs,
 )
 from keel.server.security import LOOPBACK_NAMES, PUBLIC, HostGuard, ServerState
@@ -46,8 +47,8 @@ def create_app(workspace: Workspace, *, auth: bool = True, allowed_hosts: Iterab
         return {"status": "ok", "version": __version__}
 
     for router in (data.router, features.router, runs.router, models.router, gates.router, deployments.router,
-                   predictions.router, monitors.router, incidents.router, pipelines.router, lineage.router,
-                   admin.router):
+                   predictions.router, monitors.router, incidents.router, pipelines.router, retraining.router,
+                   lineage.router, admin.router):
         api.include_router(router)
     app.include_router(api)
     install_ui(app)  # the pages at /, /static, and error pages for them (API errors stay JSON)

@@ -65,4 +65,5 @@ def policy_of(stored: dict[str, Any], seed: str) -> Policy:
     """The routing policy a stored policy document describes (validated by Policy itself)."""
     arms = tuple(Arm(a["name"], a["model"], float(a.get("weight", 1.0))) for a in stored["arms"])
     return Policy(stored["kind"], arms, seed=seed, step=float(stored.get("step", 0.0)),
-                  shadows=tuple(stored.get("shadows", ())), sample=float(stored.get("sample", 1.0)))
+                  shadows=tuple(stored.get("shadows", ())), sample=float(stored.get("sample", 1.0)),
+                  holdout=float(stored.get("holdout", 0.0)), holdout_model="baseline" if stored.get("holdout") else "")

@@ -5,7 +5,9 @@ with a per-deployment seed. A/B arms own consecutive ranges of that interval in 
 and a canary's candidate owns [0, step): so a key always lands on the same arm (sticky), a canary step that
 grows only moves keys from the stable version to the candidate (never back and forth), and over many keys each
 arm's share is its weight. Shadow models are called beside the primary for a ``sample`` of keys (a second,
-independent hash) and never change what the client gets.
+independent hash) and never change what the client gets. A ``holdout`` share of keys (a third hash) is answered by
+the baseline instead of any model, so their outcomes are not influenced by the model: the unbiased labels a
+retraining policy's feedback-loop guard counts on (keel.retraining).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from dataclasses import dataclass, field
 
 from keel.errors import InvalidInput
 
-__all__ = ["KINDS", "Arm", "Policy", "Route", "bucket", "route"]
+__all__ = ["HOLDOUT", "KINDS", "Arm", "Policy", "Route", "bucket", "route"]
 
+HOLDOUT = "holdout"  # the arm of the keys a deployment's holdout answers without the model (feedback-loop guard)
 KINDS = ("single", "shadow", "ab", "canary", "interleave")
 _SCALE = float(2**64)
 
@@ -43,6 +46,8 @@ class Policy:
     step: float = 0.0
     shadows: tuple[str, ...] = ()
     sample: float = 1.0
+    holdout: float = 0.0  # the share of keys answered without the model (by ``holdout_model``, the baseline)
+    holdout_model: str = ""
     _edges: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -61,6 +66,9 @@ class Policy:
             raise InvalidInput(f"a canary step is a share of traffic in [0, 1], not {self.step}")
         if not 0.0 <= self.sample <= 1.0:
             raise InvalidInput(f"a shadow sample is a share of traffic in [0, 1], not {self.sample}")
+        if not 0.0 <= self.holdout <= 0.5 or (self.holdout and not self.holdout_model):
+            raise InvalidInput(f"a holdout is a share of traffic in [0, 0.5] answered by the baseline, not "
+                               f"{self.holdout}")
         if self.kind == "shadow" and not self.shadows:
             raise InvalidInput("a shadow policy needs at least one shadow model")
         total = sum(a.weight for a in self.arms)
@@ -91,6 +99,8 @@ def bucket(seed: str, key: str, salt: str = "route") -> float:
 def route(policy: Policy, key: str) -> Route:
     """The route of one request (``key``: its sticky key, else its request id)."""
     shadows = policy.shadows if policy.shadows and bucket(policy.seed, key, "shadow") < policy.sample else ()
+    if policy.holdout and bucket(policy.seed, key, "holdout") < policy.holdout:
+        return Route(HOLDOUT, policy.holdout_model, shadows)  # the model does not influence what these keys get
     if policy.kind in ("single", "shadow"):
         arm = policy.arms[0]
     elif policy.kind == "canary":

@@ -151,18 +151,35 @@ class DeploymentService:
         """Roll ``candidate`` out over ``steps`` (percent of traffic), one step per ``interval_s`` while the
         ``guardrails`` hold; the stable version serves the rest."""
         current = self.get(name)
-        if not steps or any(not 0 < s <= 100 for s in steps) or sorted(steps) != list(steps):
-            raise InvalidInput(f"canary steps are rising percentages in (0, 100], e.g. 5,25,50,100; not {steps}")
-        if interval_s <= 0:
-            raise InvalidInput("a canary interval must be positive (e.g. 10m)")
-        for text in guardrails or []:
-            parse_guardrail(text)  # refused now, not at the first check
+        self.canary_plan(steps, interval_s, guardrails)
         stable = current.current.policy["arms"][0]
         arm = {"name": "canary", "model": self._deployable(candidate, current.production, override, reason),
                "weight": 1.0}
         policy = _policy(current, "canary", [{**stable, "name": "stable"}, arm], steps=[s / 100 for s in steps],
                          step=steps[0] / 100, step_index=0, interval_s=interval_s, guardrails=list(guardrails or []))
         return self._change(current, policy, "canary", reason)
+
+    def holdout(self, name: str, share: float, *, reason: str | None = None) -> Deployment:
+        """Answer ``share`` of the keys (sticky, at most half) with the baseline instead of any model: outcomes
+        the model did not influence, logged on arm ``holdout``, for retraining's feedback-loop guard. 0 ends it."""
+        current = self.get(name)
+        if not isinstance(share, int | float) or isinstance(share, bool) or not 0 <= share <= 0.5:
+            raise InvalidInput(f"a holdout is a share of traffic from 0 to 0.5, not {share!r}")
+        if share and BASELINE not in current.current.policy.get("fallbacks", []):
+            raise InvalidInput(f"deployment {name!r} has no baseline to answer its holdout; recreate it with "
+                               "--fallback baseline (the train part's mean or majority class)")
+        return self._change(current, {**current.current.policy, "holdout": float(share)}, "holdout", reason)
+
+    @staticmethod
+    def canary_plan(steps: list[float], interval_s: float, guardrails: list[str] | None) -> None:
+        """Refuse a canary plan now, not at its first check: rising steps in (0, 100], a positive interval,
+        guardrails that parse."""
+        if not steps or any(not 0 < s <= 100 for s in steps) or sorted(steps) != list(steps):
+            raise InvalidInput(f"canary steps are rising percentages in (0, 100], e.g. 5,25,50,100; not {steps}")
+        if not isinstance(interval_s, int | float) or interval_s <= 0:
+            raise InvalidInput("a canary interval must be positive (e.g. 10m)")
+        for text in guardrails or []:
+            parse_guardrail(text)
 
     def check_canary(self, name: str, *, now: datetime | None = None, min_requests: int = 20) -> CanaryDecision:
         """The canary controller's step: once the interval has passed, judge the guardrails on the requests
@@ -342,6 +359,8 @@ class DeploymentService:
             policy = {**policy, "baseline": current.current.policy.get("baseline")}  # computed once, at create
         if current.current.policy.get("strict_requirements") and "strict_requirements" not in policy:
             policy = {**policy, "strict_requirements": True}  # the endpoint's setting, whatever routes
+        if current.current.policy.get("holdout") and "holdout" not in policy:
+            policy = {**policy, "holdout": current.current.policy["holdout"]}  # so is its holdout
         policy_of(policy, current.seed)  # refused here, before anything is written, if it does not route
         now = datetime.now(UTC)
         number = current.current.version + 1

@@ -57,6 +57,10 @@ class ShadowRequest(Change):
     sample: float = Field(1.0, ge=0.0, le=1.0, description="The share of requests the candidate also answers")
 
 
+class HoldoutRequest(Change):
+    share: float = Field(ge=0.0, le=0.5, description="Share of keys the baseline answers instead of any model")
+
+
 class Variant(_Body):
     model: Text
     weight: float = Field(ge=0, le=1e9, description="Relative share of traffic (the service refuses 0)")
@@ -134,6 +138,12 @@ def create(body: CreateRequest, ws: Workspace = WRITE) -> Response:
 @router.post("/deployments/{name}/shadow", response_model=dict[str, Any])
 def shadow(name: str, body: ShadowRequest, ws: Workspace = WRITE) -> Response:
     return _one(ws.deployments.shadow(name, body.candidate, sample=body.sample, reason=body.reason))
+
+
+@router.post("/deployments/{name}/holdout", response_model=dict[str, Any])
+def holdout(name: str, body: HoldoutRequest, ws: Workspace = WRITE) -> Response:
+    """Hold ``share`` of the traffic out of the model's influence (retraining's feedback-loop guard)."""
+    return _one(ws.deployments.holdout(name, body.share, reason=body.reason))
 
 
 @router.post("/deployments/{name}/ab", response_model=dict[str, Any])
