@@ -38,7 +38,7 @@ class PipelineInfo:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "ref": self.ref, "description":
                 self.definition.get("description", ""), "steps": self.steps, "triggers": self.triggers,
-                "applied_at": _iso(self.applied_at), "applied_by": self.applied_by}
+                "definition": self.definition, "applied_at": _iso(self.applied_at), "applied_by": self.applied_by}
 
 
 @dataclass(frozen=True)

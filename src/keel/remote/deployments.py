@@ -88,6 +88,9 @@ class RemoteDeploymentService:
     def shadow(self, name: str, candidate: str, *, sample: float = 1.0, reason: str | None = None) -> Deployment:
         return self._change(name, "shadow", {"candidate": str(candidate), "sample": sample, "reason": reason})
 
+    def holdout(self, name: str, share: float, *, reason: str | None = None) -> Deployment:
+        return self._change(name, "holdout", {"share": share, "reason": reason})
+
     def ab(self, name: str, variants: dict[str, tuple[str, float]], *, sticky_key: str | None = None,
            override: bool = False, reason: str | None = None) -> Deployment:
         """Split traffic between ``variants`` ({"a": ("price/4", 50), "b": ("price/5", 50)}), sticky per key."""

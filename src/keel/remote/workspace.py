@@ -22,6 +22,7 @@ from keel.remote.gates import RemoteGateService
 from keel.remote.incidents import RemoteIncidentService
 from keel.remote.models import RemoteModelService
 from keel.remote.monitors import RemoteMonitorService
+from keel.remote.pipelines import RemotePipelineService, RemoteRetrainService
 from keel.remote.predictions import RemotePredictionService
 from keel.remote.runs import RemoteRunService
 
@@ -49,6 +50,8 @@ class RemoteWorkspace:
         self.predictions = RemotePredictionService(self._client)
         self.monitors = RemoteMonitorService(self._client)
         self.incidents = RemoteIncidentService(self._client)
+        self.pipelines = RemotePipelineService(self._client)
+        self.retraining = RemoteRetrainService(self._client)
         self.lineage = RemoteLineage(self._client)
         self.audit = RemoteAudit(self._client)
         self.users = RemoteUsers(self._client)

@@ -30,8 +30,8 @@ class RetrainPolicy:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "ref": self.ref, "deployment": self.deployment, "pipeline": self.pipeline,
-                **self.spec, "created_at": self.created_at.isoformat(), "created_by": self.created_by,
-                "updated_at": self.updated_at.isoformat()}
+                **self.spec, "spec": self.spec, "created_at": self.created_at.isoformat(),
+                "created_by": self.created_by, "updated_at": self.updated_at.isoformat()}
 
 
 @dataclass(frozen=True)
