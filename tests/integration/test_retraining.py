@@ -5,6 +5,7 @@ dominated by the model's own influence are each refused with a reason; automatic
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 import keel
 from gates_helpers import FEATURES, register, toy_frame, toy_world
 from keel.errors import Conflict, GatesFailed, InvalidInput, PermissionDenied
+from keel.pipelines.scheduler import Scheduler
 from keel.serving.app import create_predictor_app
 from keel.serving.routing import HOLDOUT
 
@@ -251,3 +253,19 @@ def test_volume_fires_once_per_batch_of_new_labels(world, tmp_path) -> None:
     retrain_now(ws, fired[0])
     ws.retraining.reject(fired[0].id, reason="not now")
     assert ws.retraining.evaluate() == []  # the labels counted since the last retrain: 0 new
+
+
+def test_the_scheduler_runs_each_monitor_once_per_closed_window_back_to_back(world, tmp_path) -> None:
+    ws, _ = world
+    monitor = ws.monitors.get("watch")
+    serve(ws, later(40, seed=13), tmp_path / "a", labels=False)
+    scheduler = Scheduler(ws, holder="s1", executor="inline", canaries=False)
+    assert scheduler.tick(now=monitor.created_at + timedelta(minutes=30)).monitored == []  # the hour is not over
+    first = scheduler.tick(now=monitor.created_at + timedelta(minutes=61)).monitored
+    assert first == ["monitor_report:watch/1"]
+    assert scheduler.tick(now=monitor.created_at + timedelta(minutes=62)).monitored == []  # once per window
+    second = scheduler.tick(now=monitor.created_at + timedelta(minutes=125)).monitored
+    reports = ws.monitors.reports("watch")
+    assert second == ["monitor_report:watch/2"] and reports[0].window_start == reports[1].window_end
+    assert reports[1].window_start == monitor.created_at and reports[1].rows == 40
+    scheduler.close()

@@ -110,12 +110,16 @@ def scheduler(ctx: typer.Context,
               lease: float = typer.Option(60.0, "--lease", min=1, help="Seconds a lease lasts unless renewed."),
               once: bool = typer.Option(False, "--once", help="One tick (and the run it starts), then exit."),
               executor: str = EXECUTOR, workers: int = WORKERS,
-              canaries: bool = typer.Option(True, "--canaries/--no-canaries", help="Step active canaries.")) -> None:
-    """Evaluate triggers and retraining policies, step canaries and execute queued runs, until stopped."""
+              canaries: bool = typer.Option(True, "--canaries/--no-canaries", help="Step active canaries."),
+              monitors: bool = typer.Option(True, "--monitors/--no-monitors", help="Run monitors as their windows "
+                                                                                   "close.")) -> None:
+    """Run monitors, evaluate triggers and retraining policies, step canaries and execute queued runs, until
+    stopped."""
     ws = state(ctx).workspace()
     if not hasattr(ws, "db"):
         raise InvalidInput("keel scheduler runs beside the metadata store: give it a workspace folder, not a URL")
-    runner = Scheduler(ws, interval_s=interval, lease_s=lease, executor=executor, workers=workers, canaries=canaries)
+    runner = Scheduler(ws, interval_s=interval, lease_s=lease, executor=executor, workers=workers, canaries=canaries,
+                       monitors=monitors)
     if once:
         tick = runner.tick(wait=True)
         runner.close()

@@ -1,7 +1,8 @@
 """``keel scheduler``: the long-running process that turns triggers into runs and runs them.
 
 Each tick, the scheduler holding the lease (a row in the metadata store, renewed every tick, taken over when it
-expires) evaluates every pipeline's triggers and the retraining policies, and steps the canaries. Every event has an
+expires) runs the monitors whose next window has closed, evaluates every pipeline's triggers and the retraining
+policies (which read those reports), and steps the canaries. Every event has an
 idempotency key that is inserted with the run it starts, so an event fires once even when two schedulers evaluate
 it or one is killed between firing and recording what it saw. Any scheduler executes queued runs (claimed
 atomically) and resumes a run whose process died (its heartbeat stopped), from the steps that had not finished.
@@ -22,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from keel.errors import Conflict, KeelError
 from keel.logs import get_logger
+from keel.monitoring.window import parse_window
 from keel.pipelines.triggers import Event, git_head, schedule_events
 from keel.storage.db import is_unique_violation
 from keel.storage.schema import scheduler_leases, trigger_cursors
@@ -41,22 +43,23 @@ class Tick:
     fired: list[dict[str, Any]] = field(default_factory=list)
     started: list[int] = field(default_factory=list)
     canaries: dict[str, str] = field(default_factory=dict)
+    monitored: list[str] = field(default_factory=list)  # the monitor reports this tick made
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"leader": self.leader, "fired": self.fired, "started": self.started, "canaries": self.canaries,
-                "errors": self.errors}
+                "monitored": self.monitored, "errors": self.errors}
 
 
 class Scheduler:
     """Evaluate triggers under a lease and execute runs: ``tick()`` once, or ``serve(stop)`` until stopped."""
 
     def __init__(self, ws: Any, *, holder: str | None = None, interval_s: float = 10.0, lease_s: float = 60.0,
-                 executor: str = "process", workers: int = 2, canaries: bool = True) -> None:
+                 executor: str = "process", workers: int = 2, canaries: bool = True, monitors: bool = True) -> None:
         self._ws, self._db = ws, ws.db
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._interval, self._lease_s = interval_s, max(lease_s, interval_s * 2)
-        self._executor, self._workers, self._canaries = executor, workers, canaries
+        self._executor, self._workers, self._canaries, self._monitors = executor, workers, canaries, monitors
         self._running: cf.Future[Any] | None = None
         self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix="keel-scheduler-run")
 
@@ -79,6 +82,9 @@ class Scheduler:
                         tick.errors.append(f"{pipeline.name} trigger {index} ({spec['kind']}): {exc.message}")
                         log.warning("scheduler.trigger_failed", pipeline=pipeline.name, trigger=index,
                                     error=exc.message)
+            if self._monitors:
+                tick.monitored, failed = self._run_monitors(now)
+                tick.errors += failed
             retraining = getattr(self._ws, "retraining", None)
             if retraining is not None:
                 try:
@@ -138,6 +144,26 @@ class Scheduler:
         with self._db.transaction() as conn:
             conn.execute(scheduler_leases.delete().where(scheduler_leases.c.name == LEASE,
                                                          scheduler_leases.c.holder == self.holder))
+
+    # -- monitors ----------------------------------------------------------------------------------------
+
+    def _run_monitors(self, now: datetime) -> tuple[list[str], list[str]]:
+        """Each monitor whose next window has closed runs over it: windows follow one another, each as long as the
+        monitor's ``window``, from its last report's end (or its creation), so every request is judged once."""
+        made, errors = [], []
+        for monitor in self._ws.monitors.list():
+            try:
+                start, end = parse_window(monitor.window, now)
+                length = end - start
+                last = self._ws.monitors.reports(monitor.name, limit=1)
+                begin = last[0].window_end if last else monitor.created_at
+                if begin is None or begin + length > now:
+                    continue
+                window = f"{begin.isoformat()}..{(begin + length).isoformat()}"
+                made.append(self._ws.monitors.run(monitor.name, window=window).ref)
+            except KeelError as exc:
+                errors.append(f"monitor {monitor.name}: {exc.message}")
+        return made, errors
 
     # -- triggers ----------------------------------------------------------------------------------------
 
