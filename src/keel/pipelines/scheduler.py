@@ -72,12 +72,15 @@ class Scheduler:
             for pipeline in self._ws.pipelines.list():
                 for index, spec in enumerate(pipeline.triggers):
                     try:
-                        for event in self._events(pipeline.name, index, spec, now):
+                        events, seen = self._events(pipeline.name, index, spec, now)
+                        for event in events:
                             made = self._ws.pipelines.fire(pipeline.name, event.key, {
                                 "kind": spec["kind"], "what": event.what, "by": f"scheduler {self.holder}",
                                 **event.detail})
                             if made is not None:
                                 tick.fired.append({"pipeline": pipeline.name, "key": event.key, "run": made.id})
+                        if seen is not None:  # only once its events fired: a failure in between re-fires them
+                            self._save(f"pipeline:{pipeline.name}", f"{index}:{spec['kind']}", seen)
                     except KeelError as exc:
                         tick.errors.append(f"{pipeline.name} trigger {index} ({spec['kind']}): {exc.message}")
                         log.warning("scheduler.trigger_failed", pipeline=pipeline.name, trigger=index,
@@ -167,33 +170,30 @@ class Scheduler:
 
     # -- triggers ----------------------------------------------------------------------------------------
 
-    def _events(self, pipeline: str, index: int, spec: dict[str, Any], now: datetime) -> list[Event]:
-        subject, trigger = f"pipeline:{pipeline}", f"{index}:{spec['kind']}"
-        cursor = self._cursor(subject, trigger)
+    def _events(self, pipeline: str, index: int, spec: dict[str, Any], now: datetime
+                ) -> tuple[list[Event], dict[str, Any] | None]:
+        """The trigger's events since its cursor, and the cursor to save once they fired (None: keep it)."""
+        cursor = self._cursor(f"pipeline:{pipeline}", f"{index}:{spec['kind']}")
         kind = spec["kind"]
         if kind == "schedule":
             seen = datetime.fromisoformat(cursor["at"]) if cursor else None
-            events = schedule_events(pipeline, index, spec, seen, now)
-            self._save(subject, trigger, {"at": now.isoformat()})
-            return events
+            return schedule_events(pipeline, index, spec, seen, now), {"at": now.isoformat()}
         if kind == "data":
             version = self._source_version(spec["source"])
             if version is None:
-                return []
-            self._save(subject, trigger, {"version": version})
+                return [], None
             if cursor is None or version <= int(cursor.get("version", -1)):
-                return []  # first look records what exists; a later version is news
+                return [], {"version": version}  # the first look records what exists; a later version is news
             return [Event(f"data:{pipeline}:{spec['source']}@{version}", f"new version {spec['source']}@{version}",
-                          {"source": f"{spec['source']}@{version}"})]
+                          {"source": f"{spec['source']}@{version}"})], {"version": version}
         if kind == "git":
             commit = git_head(spec["path"], spec["branch"])
-            self._save(subject, trigger, {"commit": commit})
             if cursor is None or cursor.get("commit") == commit:
-                return []
+                return [], {"commit": commit}
             return [Event(f"git:{pipeline}:{spec['path']}:{spec['branch']}:{commit}",
                           f"new commit {commit[:12]} on {spec['branch']} of {spec['path']}",
-                          {"commit": commit, "branch": spec["branch"]})]
-        return []  # api and manual runs are started by people, not by the scheduler
+                          {"commit": commit, "branch": spec["branch"]})], {"commit": commit}
+        return [], None  # api and manual runs are started by people, not by the scheduler
 
     def _source_version(self, source: str) -> int | None:
         kind, _, name = source.partition(":")

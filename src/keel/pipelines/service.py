@@ -114,6 +114,7 @@ class PipelineService:
             executor: str = "process", workers: int = 2, trigger: dict[str, Any] | None = None) -> PipelineRun:
         """Create a run and execute it here; returns it finished (succeeded or failed: a failed run is an answer,
         not an exception; ``show`` has each step's error and logs)."""
+        _check_executor(executor)  # before anything is written: a refused run leaves nothing queued
         made = self.enqueue(name, params, force=force, trigger=trigger or {"kind": "manual", "by": self._user})
         return self.execute(made.id, executor=executor, workers=workers)
 
@@ -125,12 +126,12 @@ class PipelineService:
         trigger = {"kind": "api", "by": self._user, **(trigger or {})}
         return self._create(info, resolved, force, trigger, key=None)
 
-    def fire(self, name: str, key: str, trigger: dict[str, Any], params: dict[str, Any] | None = None
-             ) -> PipelineRun | None:
+    def fire(self, name: str, key: str, trigger: dict[str, Any], params: dict[str, Any] | None = None, *,
+             force: bool = False) -> PipelineRun | None:
         """Start a run for a trigger's event, once: None when an event with this idempotency key already fired."""
         info = self.get(name)
         resolved = self._resolve(info, dict(params or {}))
-        return self._create(info, resolved, False, {**trigger, "key": key}, key=key)
+        return self._create(info, resolved, force, {**trigger, "key": key}, key=key)
 
     def fired(self, key: str) -> int | None:
         """The run an event's idempotency key started, None when it has not fired."""
@@ -141,8 +142,7 @@ class PipelineService:
     def execute(self, run_id: int | str, *, executor: str = "process", workers: int = 2,
                 holder: str | None = None) -> PipelineRun:
         """Execute a queued run (or resume a claimed one whose process is gone) to its end."""
-        if executor not in EXECUTORS:
-            raise InvalidInput(f"executor {executor!r}: use process (a local process pool) or inline")
+        _check_executor(executor)
         run = self.show(run_id)
         holder = holder or _holder()
         if not self._claim(run.id, holder):
@@ -167,6 +167,7 @@ class PipelineService:
               workers: int = 2) -> PipelineRun:
         """Resume a failed run: its failed and skipped steps run again, its finished ones keep their outputs
         (``execute=False``: queue it for the scheduler)."""
+        _check_executor(executor)
         run = self.show(run_id)
         if run.status != "failed":
             raise Conflict(f"{run.ref} is {run.status}; only a failed run is retried (start a new one with "
@@ -198,7 +199,10 @@ class PipelineService:
         with self._db.read() as conn:
             rows = conn.execute(query).all()
             steps = _steps(conn, [r.id for r in rows], logs=False)
-        return [_run(r, steps.get(r.id, [])) for r in rows]
+            orders = {(r.pipeline, r.version): order(_latest(conn, r.pipeline, r.version).definition)
+                      for r in {(r.pipeline, r.version): r for r in rows}.values()}
+        return [_run(r, sorted(steps.get(r.id, []), key=lambda s, names=orders[(r.pipeline, r.version)]:
+                               names.index(s.step))) for r in rows]
 
     def show(self, run_id: int | str) -> PipelineRun:
         """A run with each step's status, times, inputs, output, error and logs."""
@@ -306,6 +310,11 @@ class PipelineService:
                 conn.execute(pipeline_step_runs.update().where(pipeline_step_runs.c.run == run_id,
                                                                pipeline_step_runs.c.status == "running")
                              .values(status="failed", error=error))
+
+
+def _check_executor(executor: str) -> None:
+    if executor not in EXECUTORS:
+        raise InvalidInput(f"executor {executor!r}: use process (each step in its own process) or inline")
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:

@@ -119,14 +119,17 @@ def check_cron(expression: str, timezone: str = "UTC") -> ZoneInfo:
 def cron_times(expression: str, timezone: str, after: datetime, until: datetime, *, limit: int = 10_000
                ) -> list[datetime]:
     """The fire times in (after, until], in UTC; computed in the schedule's zone, so 03:00 stays 03:00 local
-    across a daylight-saving change."""
+    across a daylight-saving change, and a fixed-hour time the clocks pass twice fires once."""
     zone = check_cron(expression, timezone)
     times = croniter(expression, after.astimezone(zone))
+    fixed_hour = expression.split()[1] != "*"
     out: list[datetime] = []
     while len(out) < limit:
         at = times.get_next(datetime).astimezone(UTC)
         if at > until:
             break
+        if fixed_hour and at.astimezone(zone).fold == 1:
+            continue  # the clocks went back: 02:30 happened twice, a daily 02:30 job runs once (as cron does)
         out.append(at)
     return out
 

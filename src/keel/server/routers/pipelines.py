@@ -50,7 +50,7 @@ def start(name: str, body: RunRequest, ws: Workspace = WRITE,
         return json_response(ws.pipelines.enqueue(name, body.params, force=body.force, trigger=trigger).to_dict(),
                              status_code=202)
     key = f"api:{name}:{ws.user}:{idempotency_key}"
-    made = ws.pipelines.fire(name, key, trigger, body.params)
+    made = ws.pipelines.fire(name, key, trigger, body.params, force=body.force)
     if made is None:
         earlier = ws.pipelines.fired(key)
         if earlier is None:
