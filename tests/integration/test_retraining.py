@@ -5,6 +5,7 @@ dominated by the model's own influence are each refused with a reason; automatic
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -269,3 +270,35 @@ def test_the_scheduler_runs_each_monitor_once_per_closed_window_back_to_back(wor
     assert second == ["monitor_report:watch/2"] and reports[0].window_start == reports[1].window_end
     assert reports[1].window_start == monitor.created_at and reports[1].rows == 40
     scheduler.close()
+
+
+def test_one_decision_per_candidate_and_no_policy_deleted_under_an_open_retrain(world) -> None:
+    ws, _ = world
+    policy(ws, when=["manual()"], data="all")
+    ws.data.ingest(later(300, seed=14), "toy")
+    made = ws.retraining.start("toy-drift", reason="a new month", executor="inline")
+    with pytest.raises(Conflict, match="reject or finish"):
+        ws.retraining.delete_policy("toy-drift")
+    ws.users.add("bob", "approver")
+    deciders = [ws.acting_as(ws.user), ws.acting_as("bob")]
+    outcomes: list[object] = []
+
+    def decide(view: keel.Workspace, approve: bool) -> None:
+        try:
+            outcomes.append(view.retraining.approve(made.id, reason="ok") if approve else
+                            view.retraining.reject(made.id, reason="no"))
+        except Conflict as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=decide, args=(view, i == 0)) for i, view in enumerate(deciders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    decided = [o for o in outcomes if isinstance(o, keel.Retrain)]
+    assert len(decided) == 1 and len(outcomes) == 2  # approve and reject at once: one wins, the other is refused
+    final = ws.retraining.get(made.id)
+    assert final.status == decided[0].status
+    assert (ws.deployments.get("price").kind == "canary") == (final.status == "approved")
+    ws.retraining.delete_policy("toy-drift", reason="done with it")
+    assert ws.retraining.policies() == []

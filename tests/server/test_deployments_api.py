@@ -42,6 +42,7 @@ def _requests() -> list[tuple[str, str, dict[str, Any] | None, str]]:
         ("POST", "/deployments", {"name": "api", "model": "toy/1", "fallbacks": ["baseline"]}, "write"),
         ("GET", "/deployments", None, "read"),
         ("GET", "/deployments/api", None, "read"),
+        ("POST", "/deployments/api/holdout", {"share": 0.1, "reason": "unbiased labels"}, "write"),
         ("POST", "/deployments/api/shadow", {"candidate": "toy/2", "sample": 0.5}, "write"),
         ("POST", "/deployments/api/promote", {"reason": "agrees"}, "write"),
         ("POST", "/deployments/api/ab", {"variants": {"a": {"model": "toy/1", "weight": 50},

@@ -159,6 +159,8 @@ def _values(server: Server, run_id: str, token_id: str) -> dict[str, dict[str, s
             "users": {**common, "name": "viewer-user"}, "gates": {**common, "model": "price", "report_id": "missing"},
             "deployments": {**common, "name": "price-api"}, "monitors": {**common, "name": "missing", "number": "1"},
             "traces": {**common, "request_id": "missing"}, "incidents": {**common, "id": "1"},
+            "pipelines": {**common, "name": "missing"}, "pipeline-runs": {**common, "id": "1"},
+            "retraining": {**common, "id": "1", "name": "missing"},
             "": {**common, "name": "price"}}
 
 

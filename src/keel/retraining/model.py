@@ -9,9 +9,10 @@ from typing import Any
 __all__ = ["HOW", "OPEN", "STATUSES", "Retrain", "RetrainPolicy"]
 
 HOW = ("from_scratch", "warm_start")
-# running: its pipeline runs; pending_review: a candidate waits for a person; the others are ends
-STATUSES = ("running", "no_new_data", "refused", "failed", "pending_review", "approved", "rejected")
-OPEN = ("running", "pending_review")  # a policy has at most one retrain in these at a time
+# running: its pipeline runs; pending_review: a candidate waits for a person; deciding: a decision is being
+# carried out (its canary started); the others are ends
+STATUSES = ("running", "no_new_data", "refused", "failed", "pending_review", "deciding", "approved", "rejected")
+OPEN = ("running", "pending_review", "deciding")  # a policy has at most one retrain in these at a time
 
 
 @dataclass(frozen=True)

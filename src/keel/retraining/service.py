@@ -46,6 +46,7 @@ __all__ = ["RetrainService"]
 
 log = get_logger("keel.retraining")
 
+STALLED_S = 120.0  # a fired retrain whose pipeline was not queued this long after is prepared again
 DEFAULT_CANARY = {"steps": [10.0, 50.0, 100.0], "interval_s": 600.0, "guardrails": ["error_rate < 0.01"]}
 
 
@@ -136,7 +137,13 @@ class RetrainService:
             return [_policy(r) for r in conn.execute(query)]
 
     def delete_policy(self, name: str, *, reason: str | None = None) -> None:
+        """Remove a policy; refused while one of its retrains is open (running, pending review or being decided):
+        finish or reject it first, so no retrain is left without the policy that decides it."""
         self.policy(name)
+        open_ones = [r for r in self.list(name, limit=5) if r.status in OPEN]
+        if open_ones:
+            raise Conflict(f"{open_ones[0].ref} of policy {name!r} is {open_ones[0].status}; reject or finish it "
+                           "before deleting the policy")
 
         def write(conn: sa.Connection) -> None:
             conn.execute(retrain_policies.delete().where(retrain_policies.c.name == name))
@@ -152,7 +159,10 @@ class RetrainService:
         a policy with a retrain open waits for it)."""
         now = now or datetime.now(UTC)
         for open_one in self.list(status="running"):
-            self.progress(open_one.id)
+            try:
+                self.progress(open_one.id)
+            except KeelError as exc:  # one retrain that cannot move on does not stop the others
+                log.warning("retrain.progress_failed", retrain=open_one.id, error=exc.message)
         fired = []
         for policy in self.policies():
             if any(r.status in OPEN for r in self.list(policy.name, limit=5)):
@@ -191,8 +201,11 @@ class RetrainService:
     def progress(self, retrain_id: int | str) -> Retrain:
         """A running retrain whose pipeline run ended: its candidate gated and put up for review (or failed)."""
         found = self.get(retrain_id)
-        if found.status != "running" or found.pipeline_run is None:
+        if found.status != "running":
             return found
+        if found.pipeline_run is None:  # its process died between firing and queueing the pipeline
+            stalled = found.updated_at is None or (datetime.now(UTC) - found.updated_at).total_seconds() > STALLED_S
+            return self._prepare(found, self.policy(found.policy), datetime.now(UTC)) if stalled else found
         run = self._pipelines.show(found.pipeline_run)
         if run.status in ("queued", "running"):
             return found
@@ -431,33 +444,53 @@ class RetrainService:
         now = datetime.now(UTC)
         decision: dict[str, Any] = {"approved": approve, "by": f"policy:{policy.name}" if automatic else self._user,
                                     "at": now.isoformat(), "reason": reason, "automatic": automatic,
-                                    "override": override}
-        if approve:
-            assert found.candidate is not None and found.gate_report is not None
-            report = self._gates.report(found.gate_report.removeprefix("gate:"))
-            if not report.releasable:
-                if not override:
-                    raise GatesFailed(f"{found.candidate} failed required gate test(s) "
-                                      f"{', '.join(r.name for r in report.blocking)} ({report.ref}); approve with "
-                                      "--override and a reason to release it anyway",
-                                      details={"report": report.ref})
-                self._gates.override(report.id, reason=reason)
-            production = self._deployments.get(policy.deployment).production
-            if not automatic:
-                self._models.approve(found.candidate, reason=reason)
-            elif production:  # allowed at create only with allow_production_auto and guardrails
-                self._models.approve_automatically(found.candidate, policy=policy.name, reason=reason)
-            plan = policy.spec["canary"]
-            moved = self._deployments.canary(policy.deployment, found.candidate, steps=plan["steps"],
-                                             interval_s=plan["interval_s"], guardrails=plan["guardrails"],
-                                             reason=f"{found.ref} approved: {reason}")
-            decision["canary"] = moved.ref
+                                    "override": False}
+        self._claim(found)  # one decision: a second approver (or approve beside reject) gets Conflict here
+        try:
+            if approve:
+                decision.update(self._release(found, policy, reason, override=override, automatic=automatic))
+        except BaseException:
+            self._update(found, "pending_review")  # nothing was decided: it waits again
+            raise
         made = self._update(found, "approved" if approve else "rejected", decision=decision)
         with self._db.transaction() as conn:
             self._audit.record(conn, actor=decision["by"], action="retrain.approve" if approve else "retrain.reject",
                                target=found.ref, reason=reason,
-                               details={"candidate": found.candidate, "override": override, "automatic": automatic})
+                               details={"candidate": found.candidate, "override": decision["override"],
+                                        "automatic": automatic})
         return made
+
+    def _claim(self, found: Retrain) -> None:
+        with self._db.transaction() as conn:
+            moved = conn.execute(retrains.update().where(retrains.c.id == found.id,
+                                                         retrains.c.status == "pending_review")
+                                 .values(status="deciding", updated_at=datetime.now(UTC)))
+        if moved.rowcount != 1:
+            raise Conflict(f"{found.ref} is being decided or was decided meanwhile; look again")
+
+    def _release(self, found: Retrain, policy: RetrainPolicy, reason: str, *, override: bool,
+                 automatic: bool) -> dict[str, Any]:
+        """The candidate's failed gates overridden (when asked and needed), its approval, and its canary."""
+        assert found.candidate is not None and found.gate_report is not None
+        report = self._gates.report(found.gate_report.removeprefix("gate:"))
+        overridden = False
+        if not report.releasable:
+            if not override:
+                raise GatesFailed(f"{found.candidate} failed required gate test(s) "
+                                  f"{', '.join(r.name for r in report.blocking)} ({report.ref}); approve with "
+                                  "--override and a reason to release it anyway", details={"report": report.ref})
+            self._gates.override(report.id, reason=reason)
+            overridden = True
+        production = self._deployments.get(policy.deployment).production
+        if not automatic:
+            self._models.approve(found.candidate, reason=reason)
+        elif production:  # allowed at create only with allow_production_auto and guardrails
+            self._models.approve_automatically(found.candidate, policy=policy.name, reason=reason)
+        plan = policy.spec["canary"]
+        moved = self._deployments.canary(policy.deployment, found.candidate, steps=plan["steps"],
+                                         interval_s=plan["interval_s"], guardrails=plan["guardrails"],
+                                         reason=f"{found.ref} approved: {reason}")
+        return {"override": overridden, "canary": moved.ref}
 
     # -- internals: reading ------------------------------------------------------------------------------
 

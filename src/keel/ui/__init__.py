@@ -21,7 +21,21 @@ from starlette.exceptions import HTTPException
 from keel.errors import KeelError, Unauthenticated
 from keel.logs import get_logger
 from keel.server.security import SESSION_COOKIE
-from keel.ui import data, deployments, features, gates, incidents, models, monitors, overview, runs, session, traces
+from keel.ui import (
+    data,
+    deployments,
+    features,
+    gates,
+    incidents,
+    models,
+    monitors,
+    overview,
+    pipelines,
+    retraining,
+    runs,
+    session,
+    traces,
+)
 from keel.ui.render import page
 
 __all__ = ["STATIC", "install_ui"]
@@ -35,7 +49,7 @@ _TITLES = {400: "That request did not make sense", 401: "Log in first", 403: "No
 def install_ui(app: FastAPI) -> None:
     """Add the UI's pages, its static files and its error pages to the server app."""
     for module in (session, overview, runs, models, gates, deployments, monitors, traces, incidents, data,
-                   features):
+                   features, pipelines, retraining):
         app.include_router(module.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for kind in (KeelError, RequestValidationError, HTTPException, Exception):

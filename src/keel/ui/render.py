@@ -44,6 +44,9 @@ def ref_url(ref: str | None) -> str:
     lineage graph: every ref on every page is a link."""
     if not ref:
         return "/lineage"
+    kind, _, number = ref.partition(":")
+    if kind in ("pipeline_run", "retrain") and number.isdigit():  # numbered records have their own pages
+        return f"/pipelines/runs/{number}" if kind == "pipeline_run" else f"/retraining/{number}"
     try:
         parsed = parse_ref(ref)
     except Exception:  # a ref keel cannot parse is still shown, as a lineage query
@@ -65,6 +68,8 @@ def ref_url(ref: str | None) -> str:
         return f"/deployments/{name}" + (f"#v{parsed.version}" if parsed.version is not None else "")
     if parsed.kind == "trainingset" and parsed.version is not None:  # stored as the table of its name
         return f"/data/{name}/versions/{parsed.version}"
+    if parsed.kind == "pipeline":
+        return f"/pipelines/{name}"
     return "/lineage?" + urlencode({"ref": ref})
 
 
