@@ -410,3 +410,31 @@ def test_cli_apply_list_run_show_retry_and_scheduler_once(cli_ws: Path) -> None:
         assert [(r.id, r.status) for r in ws.pipelines.runs("flaky")] == [(waiting.id, "succeeded")]
         assert [p.name for p in ws.pipelines.list()] == ["chain", "flaky", "procs", "train", "wrong"]  # no cycle
     assert (here / "attempts").read_text() == "2"
+
+
+def test_a_retry_after_the_fix_is_applied_runs_the_fixed_code(ws: keel.Workspace, tmp_path: Path) -> None:
+    module = tmp_path / "fixable.py"
+    source = ("from keel.pipelines import Pipeline, step\n\n@step\ndef first() -> int:\n    return 20\n\n"
+              "@step\ndef second(first: int) -> int:\n    return first // {divisor}\n\n"
+              "fixable = Pipeline('fixable', [first, second])\n")
+    module.write_text(source.format(divisor=0))
+    ws.pipelines.apply(module)
+    failed = ws.pipelines.run("fixable", executor="inline")
+    assert failed.status == "failed" and "ZeroDivisionError" in failed.step("second").error
+    module.write_text(source.format(divisor=4))
+    assert ws.pipelines.apply(module)[0].version == 2
+    fixed = ws.pipelines.retry(failed.id, executor="inline")
+    assert fixed.status == "succeeded" and fixed.version == 2 and fixed.output("second") == 5
+    assert fixed.step("first").attempts == 1  # the finished step was not run again
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_a_queued_run_acts_as_whoever_started_it(ws: keel.Workspace, tmp_path: Path, executor: str) -> None:
+    module = tmp_path / "whoami.py"
+    module.write_text("from keel.pipelines import Pipeline, step\n\n@step\ndef who(ctx) -> str:\n"
+                      "    return ctx.ws.user\n\nwhoami = Pipeline('whoami', [who])\n")
+    ws.pipelines.apply(module)
+    ws.users.add("dev", "developer")
+    queued = ws.acting_as("dev").pipelines.enqueue("whoami")
+    done = ws.pipelines.execute(queued.id, executor=executor)  # the scheduler's workspace, another user
+    assert done.status == "succeeded" and done.output("who") == "dev" and done.created_by == "dev"

@@ -22,7 +22,7 @@ from keel.serving.app import create_predictor_app
 from keel.serving.routing import HOLDOUT
 
 DEFS = Path(__file__).with_name("retrain_defs.py")
-DRIFT = "drift(x1, threshold=0.1, windows=1)"
+DRIFT = "drift(x1, windows=1)"
 CANARY = {"steps": [50.0, 100.0], "interval_s": 1.0, "guardrails": ["error_rate < 0.01"]}
 
 

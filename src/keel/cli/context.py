@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from keel.data.model import ValidationReport
+from keel.errors import InvalidInput
 from keel.numbers import json_safe
 from keel.workspace import Workspace, open_workspace
 
@@ -69,3 +70,10 @@ def split_list(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def output_format(fmt: str, as_json: bool) -> str:
+    """``--format table|json`` and its ``--json`` shorthand as one answer; anything else is refused."""
+    if fmt not in ("table", "json"):
+        raise InvalidInput(f"--format {fmt!r}: use table or json")
+    return "json" if as_json else fmt

@@ -331,6 +331,8 @@ def _print(deployment: Deployment, fmt: str) -> None:
     rows = [(a["name"], a["model"], share) for a, share in zip(policy["arms"], _shares(policy), strict=True)]
     rows += [("shadow", s, f"{policy.get('sample', 1.0):.0%} (not served)") for s in policy.get("shadows", [])]
     rows += [(f"fallback {i}", f, "on failure") for i, f in enumerate(policy.get("fallbacks", []), start=1)]
+    if policy.get("holdout"):
+        rows.append(("holdout", "baseline", f"{policy['holdout']:.0%} of keys (the model does not influence them)"))
     print_table(None, ["arm", "model", "traffic"], rows)
     if policy["kind"] == "canary":
         steps = ", ".join(f"{s:.0%}" for s in policy["steps"])

@@ -8,8 +8,7 @@ from typing import Any
 
 import typer
 
-from keel.cli.context import console, print_json, print_table, state
-from keel.errors import InvalidInput
+from keel.cli.context import console, output_format, print_json, print_table, state
 from keel.monitoring.incidents import Incident
 
 app = typer.Typer(no_args_is_help=True, help="Incidents: a deployment's timeline, recorded with notes.")
@@ -26,7 +25,7 @@ JSON = typer.Option(False, "--json", help="Same as --format json.")
 def timeline(ctx: typer.Context, deployment: str = DEPLOYMENT, start: str = FROM, end: str = TO, fmt: str = FORMAT,
              as_json: bool = JSON) -> None:
     """What happened to a deployment between two times, oldest first."""
-    fmt = _format(fmt, as_json)
+    fmt = output_format(fmt, as_json)
     found = _incidents(ctx).timeline(deployment, start, end).to_dict()
     if fmt == "json":
         print_json(found)
@@ -41,7 +40,7 @@ def create(ctx: typer.Context, deployment: str = DEPLOYMENT, start: str = FROM, 
            severity: str = typer.Option("medium", "--severity", help="low | medium | high"),
            fmt: str = FORMAT, as_json: bool = JSON) -> None:
     """Record an incident with the deployment's timeline over the range, as it reads now."""
-    fmt = _format(fmt, as_json)
+    fmt = output_format(fmt, as_json)
     made = _incidents(ctx).create(deployment, start, end, title=title, note=note, severity=severity)
     if fmt == "json":
         print_json(made.to_dict())
@@ -55,7 +54,7 @@ def list_(ctx: typer.Context, deployment: str = typer.Option(None, "--deployment
           limit: int = typer.Option(50, "--limit", min=1, max=10_000), fmt: str = FORMAT,
           as_json: bool = JSON) -> None:
     """Incidents, newest first."""
-    fmt = _format(fmt, as_json)
+    fmt = output_format(fmt, as_json)
     found = _incidents(ctx).list(deployment, limit=limit)
     if fmt == "json":
         print_json([{k: v for k, v in i.to_dict().items() if k != "timeline"} for i in found])
@@ -68,7 +67,7 @@ def list_(ctx: typer.Context, deployment: str = typer.Option(None, "--deployment
 @app.command()
 def show(ctx: typer.Context, id: str = ID, fmt: str = FORMAT, as_json: bool = JSON) -> None:
     """An incident: its title, range, severity, the timeline recorded with it, and its notes."""
-    fmt = _format(fmt, as_json)
+    fmt = output_format(fmt, as_json)
     _print_incident(_incidents(ctx).get(id), fmt)
 
 
@@ -76,7 +75,7 @@ def show(ctx: typer.Context, id: str = ID, fmt: str = FORMAT, as_json: bool = JS
 def note(ctx: typer.Context, id: str = ID, text: str = typer.Argument(..., help="The note."), fmt: str = FORMAT,
          as_json: bool = JSON) -> None:
     """Append a note to an incident: what was found, decided or done."""
-    fmt = _format(fmt, as_json)
+    fmt = output_format(fmt, as_json)
     found = _incidents(ctx).note(id, text)
     if fmt == "json":
         print_json(found.to_dict())
@@ -86,12 +85,6 @@ def note(ctx: typer.Context, id: str = ID, text: str = typer.Argument(..., help=
 
 def _incidents(ctx: typer.Context) -> Any:
     return state(ctx).workspace().incidents
-
-
-def _format(fmt: str, as_json: bool) -> str:
-    if fmt not in ("table", "json"):
-        raise InvalidInput(f"--format {fmt!r}: use table or json")
-    return "json" if as_json else fmt
 
 
 def _print_timeline(found: dict[str, Any], title: str | None = None) -> None:

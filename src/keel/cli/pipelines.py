@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from keel.cli.context import console, print_json, print_table, state
+from keel.cli.context import console, output_format, print_json, print_table, state
 from keel.errors import InvalidInput
 from keel.pipelines.model import PipelineRun
 from keel.pipelines.scheduler import Scheduler
@@ -28,7 +28,7 @@ WORKERS = typer.Option(2, "--workers", min=1, max=64, help="Steps run side by si
 def apply(ctx: typer.Context, module: str = typer.Argument(..., help="A Python file or an importable module."),
           reason: str = typer.Option(None, "--reason"), fmt: str = FORMAT, as_json: bool = JSON) -> None:
     """Store the pipelines a module defines (a new version only when one changed)."""
-    fmt = _format(fmt, as_json)
+    fmt = output_format(fmt, as_json)
     applied = _pipelines(ctx).apply(module, reason=reason)
     if fmt == "json":
         print_json([p.to_dict() for p in applied])
@@ -41,7 +41,7 @@ def apply(ctx: typer.Context, module: str = typer.Argument(..., help="A Python f
 @app.command("list")
 def list_(ctx: typer.Context, fmt: str = FORMAT, as_json: bool = JSON) -> None:
     """Applied pipelines, each at its newest version."""
-    fmt = _format(fmt, as_json)
+    fmt = output_format(fmt, as_json)
     found = _pipelines(ctx).list()
     if fmt == "json":
         print_json([p.to_dict() for p in found])
@@ -60,7 +60,7 @@ def run(ctx: typer.Context, name: str = typer.Argument(..., help="The pipeline."
         queue: bool = typer.Option(False, "--queue", help="Leave it to the scheduler instead of running it here."),
         executor: str = EXECUTOR, workers: int = WORKERS, fmt: str = FORMAT, as_json: bool = JSON) -> None:
     """Run a pipeline now (or queue it); exits 1 when a step failed."""
-    fmt = _format(fmt, as_json)
+    fmt = output_format(fmt, as_json)
     service = _pipelines(ctx)
     params = parse_params(param)
     made = service.enqueue(name, params, force=force, trigger={"kind": "manual"}) if queue else \
@@ -76,7 +76,7 @@ def runs(ctx: typer.Context, name: str = typer.Argument(None, help="Only this pi
          limit: int = typer.Option(50, "--limit", min=1, max=10_000), fmt: str = FORMAT,
          as_json: bool = JSON) -> None:
     """Runs, newest first."""
-    fmt = _format(fmt, as_json)
+    fmt = output_format(fmt, as_json)
     found = _pipelines(ctx).runs(name, status=status, limit=limit)
     if fmt == "json":
         print_json([r.to_dict(logs=False) for r in found])
@@ -92,7 +92,7 @@ def runs(ctx: typer.Context, name: str = typer.Argument(None, help="Only this pi
 def show(ctx: typer.Context, run_id: str = RUN, logs: bool = typer.Option(True, "--logs/--no-logs"),
          fmt: str = FORMAT, as_json: bool = JSON) -> None:
     """A run: per step, its status, duration, inputs, output, error and logs."""
-    _print_run(_pipelines(ctx).show(run_id), _format(fmt, as_json), logs=logs)
+    _print_run(_pipelines(ctx).show(run_id), output_format(fmt, as_json), logs=logs)
 
 
 @app.command()
@@ -100,7 +100,7 @@ def retry(ctx: typer.Context, run_id: str = RUN, executor: str = EXECUTOR, worke
           fmt: str = FORMAT, as_json: bool = JSON) -> None:
     """Resume a failed run from its failure: finished steps keep their outputs."""
     made = _pipelines(ctx).retry(run_id, executor=executor, workers=workers)
-    _print_run(made, _format(fmt, as_json), logs=False)
+    _print_run(made, output_format(fmt, as_json), logs=False)
     if made.status == "failed":
         raise typer.Exit(1)
 
@@ -134,12 +134,6 @@ def scheduler(ctx: typer.Context,
 
 def _pipelines(ctx: typer.Context) -> Any:
     return state(ctx).workspace().pipelines
-
-
-def _format(fmt: str, as_json: bool) -> str:
-    if fmt not in ("table", "json"):
-        raise InvalidInput(f"--format {fmt!r}: use table or json")
-    return "json" if as_json else fmt
 
 
 def _counts(run: PipelineRun) -> str:

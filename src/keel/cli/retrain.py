@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from keel.cli.context import console, print_json, print_table, state
+from keel.cli.context import console, output_format, print_json, print_table, state
 from keel.cli.deploy import parse_duration
 from keel.errors import InvalidInput
 from keel.retraining.model import Retrain
@@ -48,7 +48,7 @@ def set_policy(ctx: typer.Context, name: str = typer.Argument(..., help="The pol
                                                           "--auto-approve on a production deployment."),
                reason: str = typer.Option(None, "--reason"), fmt: str = FORMAT, as_json: bool = JSON) -> None:
     """Attach (or replace) a retraining policy."""
-    fmt = _format(fmt, as_json)
+    fmt = output_format(fmt, as_json)
     try:
         steps = [float(s) for s in canary_steps.split(",") if s.strip()]
     except ValueError:
@@ -69,7 +69,7 @@ def set_policy(ctx: typer.Context, name: str = typer.Argument(..., help="The pol
 @policy_app.command("list")
 def list_policies(ctx: typer.Context, deployment: str = typer.Option(None, "--deployment"), fmt: str = FORMAT,
                   as_json: bool = JSON) -> None:
-    fmt = _format(fmt, as_json)
+    fmt = output_format(fmt, as_json)
     found = _retraining(ctx).policies(deployment)
     if fmt == "json":
         print_json([p.to_dict() for p in found])
@@ -101,7 +101,7 @@ def start(ctx: typer.Context, policy: str = typer.Argument(..., help="The policy
     """Retrain now (the manual trigger): window, guard, pipeline, gates; then it waits for review."""
     made = _retraining(ctx).start(policy, reason=reason, override_guard=override_guard, execute=not queue,
                                   executor=executor)
-    _print_retrain(made, _format(fmt, as_json))
+    _print_retrain(made, output_format(fmt, as_json))
 
 
 @app.command("list")
@@ -109,7 +109,7 @@ def list_(ctx: typer.Context, policy: str = typer.Option(None, "--policy"),
           status: str = typer.Option(None, "--status"), limit: int = typer.Option(50, "--limit", min=1, max=10_000),
           fmt: str = FORMAT, as_json: bool = JSON) -> None:
     """Retrains, newest first."""
-    fmt = _format(fmt, as_json)
+    fmt = output_format(fmt, as_json)
     found = _retraining(ctx).list(policy, status=status, limit=limit)
     if fmt == "json":
         print_json([r.to_dict() for r in found])
@@ -122,14 +122,14 @@ def list_(ctx: typer.Context, policy: str = typer.Option(None, "--policy"),
 
 @app.command()
 def show(ctx: typer.Context, retrain: str = RETRAIN, fmt: str = FORMAT, as_json: bool = JSON) -> None:
-    _print_retrain(_retraining(ctx).get(retrain), _format(fmt, as_json))
+    _print_retrain(_retraining(ctx).get(retrain), output_format(fmt, as_json))
 
 
 @app.command()
 def review(ctx: typer.Context, retrain: str = RETRAIN, fmt: str = FORMAT, as_json: bool = JSON) -> None:
     """What an approver weighs: why, which data, how, the gates and the comparison with the serving model."""
     found = _retraining(ctx).review(retrain)
-    if _format(fmt, as_json) == "json":
+    if output_format(fmt, as_json) == "json":
         print_json(found)
         return
     window = found.get("window") or {}
@@ -158,24 +158,18 @@ def approve(ctx: typer.Context, retrain: str = RETRAIN, reason: str = REASON,
                                                                     "gate (recorded on its report)."),
             fmt: str = FORMAT, as_json: bool = JSON) -> None:
     """Approve the candidate: it goes to a canary on the deployment."""
-    _print_retrain(_retraining(ctx).approve(retrain, reason=reason, override=override), _format(fmt, as_json))
+    _print_retrain(_retraining(ctx).approve(retrain, reason=reason, override=override), output_format(fmt, as_json))
 
 
 @app.command()
 def reject(ctx: typer.Context, retrain: str = RETRAIN, reason: str = REASON, fmt: str = FORMAT,
            as_json: bool = JSON) -> None:
     """Reject the candidate; production is not touched."""
-    _print_retrain(_retraining(ctx).reject(retrain, reason=reason), _format(fmt, as_json))
+    _print_retrain(_retraining(ctx).reject(retrain, reason=reason), output_format(fmt, as_json))
 
 
 def _retraining(ctx: typer.Context) -> Any:
     return state(ctx).workspace().retraining
-
-
-def _format(fmt: str, as_json: bool) -> str:
-    if fmt not in ("table", "json"):
-        raise InvalidInput(f"--format {fmt!r}: use table or json")
-    return "json" if as_json else fmt
 
 
 def _print_retrain(found: Retrain, fmt: str) -> None:

@@ -148,7 +148,8 @@ def run_demo(path: str | Path, *, fresh: bool = True, console: Console | None = 
     console.print(Panel.fit(
         f"done. {latest.row_count} clean rows in {len(history)} versions, "
         f"{v0.rows_quarantined + v1.rows_quarantined} rows quarantined, split {split.ref}; "
-        f"{models['best']} model registered as {models['model']} and in production.\n"
+        f"{models['best']} model registered as {models['model']}; production now serves "
+        f"{looped.get('serving_after') or served['serving']} ({looped.get('retrain') or 'no retrain'}).\n"
         f"Try: keel -w {root} models show price@production", style="green"))
     ws.close()
     return refs

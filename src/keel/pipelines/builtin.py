@@ -1,8 +1,9 @@
 """Built-in steps: keel's capabilities as pipeline steps, to put in a Pipeline as they are.
 
-Each takes its upstream step by the usual name (``window`` takes ``source``, ``split`` takes ``training_set`` or
-``window``, ``train`` takes ``split``, ``gates`` and ``canary`` take ``train``); everything else is a pipeline
-parameter. A retraining pipeline is typically::
+Each takes its upstream step by name (``split`` takes the step ``window``, ``train`` takes ``split``, ``gates`` and
+``canary`` take ``train``; ``window`` and ``validate`` read the table parameter ``source``); everything else is a
+pipeline parameter. A pipeline with other step names wraps these in its own ``@step`` functions. A retraining
+pipeline is typically::
 
     Pipeline("price-retrain", [window, split, train, gates],
              params={"source": "listings", "target": "price", "time_column": "listed_at",

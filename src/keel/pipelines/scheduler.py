@@ -24,9 +24,10 @@ from sqlalchemy.exc import IntegrityError
 from keel.errors import Conflict, KeelError
 from keel.logs import get_logger
 from keel.monitoring.window import parse_window
+from keel.pipelines.cursors import read_cursor, save_cursor
 from keel.pipelines.triggers import Event, git_head, schedule_events
 from keel.storage.db import is_unique_violation
-from keel.storage.schema import scheduler_leases, trigger_cursors
+from keel.storage.schema import scheduler_leases
 
 __all__ = ["LEASE", "Scheduler", "Tick"]
 
@@ -80,7 +81,7 @@ class Scheduler:
                             if made is not None:
                                 tick.fired.append({"pipeline": pipeline.name, "key": event.key, "run": made.id})
                         if seen is not None:  # only once its events fired: a failure in between re-fires them
-                            self._save(f"pipeline:{pipeline.name}", f"{index}:{spec['kind']}", seen)
+                            save_cursor(self._db, f"pipeline:{pipeline.name}", f"{index}:{spec['kind']}", seen)
                     except KeelError as exc:
                         tick.errors.append(f"{pipeline.name} trigger {index} ({spec['kind']}): {exc.message}")
                         log.warning("scheduler.trigger_failed", pipeline=pipeline.name, trigger=index,
@@ -195,6 +196,9 @@ class Scheduler:
                           {"commit": commit, "branch": spec["branch"]})], {"commit": commit}
         return [], None  # api and manual runs are started by people, not by the scheduler
 
+    def _cursor(self, subject: str, trigger: str) -> dict[str, Any] | None:
+        return read_cursor(self._db, subject, trigger)
+
     def _source_version(self, source: str) -> int | None:
         kind, _, name = source.partition(":")
         if kind == "features":
@@ -204,28 +208,6 @@ class Scheduler:
                 return None
         latest = self._ws.data.catalog.latest(name)
         return None if latest is None else int(latest.version)
-
-    def _cursor(self, subject: str, trigger: str) -> dict[str, Any] | None:
-        query = sa.select(trigger_cursors.c.cursor).where(trigger_cursors.c.subject == subject,
-                                                          trigger_cursors.c.trigger == trigger)
-        with self._db.read() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else dict(row.cursor)
-
-    def _save(self, subject: str, trigger: str, cursor: dict[str, Any]) -> None:
-        now = datetime.now(UTC)
-        with self._db.transaction() as conn:
-            moved = conn.execute(trigger_cursors.update().where(trigger_cursors.c.subject == subject,
-                                                                trigger_cursors.c.trigger == trigger)
-                                 .values(cursor=cursor, updated_at=now))
-            if moved.rowcount == 0:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(trigger_cursors.insert().values(subject=subject, trigger=trigger, cursor=cursor,
-                                                                     updated_at=now))
-                except IntegrityError as exc:
-                    if not is_unique_violation(exc):
-                        raise
 
     # -- runs --------------------------------------------------------------------------------------------
 

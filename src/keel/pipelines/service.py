@@ -149,8 +149,10 @@ class PipelineService:
             raise Conflict(f"{run.ref} is {run.status}" + (" and its process is alive" if run.status == "running"
                                                              else "") + "; nothing to execute")
         info = self.get(run.pipeline, run.version)
-        runner = Runner(self._db, self._lineage, self._workspace, self._opener, self._settings, executor=executor,
-                        workers=workers, holder=holder)
+        user = run.created_by  # its steps act as whoever started the run, wherever it executes
+        workspace = self._workspace if user == self._user else (lambda: self._workspace().acting_as(user))
+        runner = Runner(self._db, self._lineage, workspace, self._opener, {**self._settings, "user": user},
+                        executor=executor, workers=workers, holder=holder)
         log.info("pipeline.run.started", pipeline=run.pipeline, run=run.id, attempt=run.attempt, holder=holder)
         try:
             status = runner.execute(run.id, info.definition, run.pipeline, run.params["steps"], run.force)
@@ -166,24 +168,28 @@ class PipelineService:
     def retry(self, run_id: int | str, *, execute: bool = True, executor: str = "process",
               workers: int = 2) -> PipelineRun:
         """Resume a failed run: its failed and skipped steps run again, its finished ones keep their outputs
-        (``execute=False``: queue it for the scheduler)."""
+        (``execute=False``: queue it for the scheduler). When the pipeline was applied again since (the fix of
+        the failure) with the same steps wired the same way, the retry runs the new version's code."""
         _check_executor(executor)
         run = self.show(run_id)
         if run.status != "failed":
             raise Conflict(f"{run.ref} is {run.status}; only a failed run is retried (start a new one with "
                            f"keel pipelines run {run.pipeline})")
+        latest, current = self.get(run.pipeline), self.get(run.pipeline, run.version)
+        version = latest.version if _wiring(latest) == _wiring(current) else run.version
 
         def reset(conn: sa.Connection) -> None:
             moved = conn.execute(pipeline_runs.update().where(pipeline_runs.c.id == run.id,
                                                               pipeline_runs.c.status == "failed")
-                                 .values(status="queued", attempt=run.attempt + 1, ended_at=None, error=None))
+                                 .values(status="queued", attempt=run.attempt + 1, ended_at=None, error=None,
+                                         version=version))
             if moved.rowcount != 1:
                 raise Conflict(f"{run.ref} changed meanwhile; look again")
             conn.execute(pipeline_step_runs.update().where(
                 pipeline_step_runs.c.run == run.id, pipeline_step_runs.c.status.in_(("failed", "skipped", "running")))
                 .values(status="pending", error=None))
             self._audit.record(conn, actor=self._user, action="pipeline.retry", target=run.ref, reason=None,
-                               details={"attempt": run.attempt + 1})
+                               details={"attempt": run.attempt + 1, "version": version})
 
         self._db.retrying(reset)
         return self.execute(run.id, executor=executor, workers=workers) if execute else self.show(run.id)
@@ -310,6 +316,11 @@ class PipelineService:
                 conn.execute(pipeline_step_runs.update().where(pipeline_step_runs.c.run == run_id,
                                                                pipeline_step_runs.c.status == "running")
                              .values(status="failed", error=error))
+
+
+def _wiring(info: PipelineInfo) -> list[tuple[str, dict[str, str]]]:
+    """The steps and how they are wired: a version with the same wiring can take over a run in the middle."""
+    return sorted((s["name"], s["inputs"]) for s in info.steps)
 
 
 def _check_executor(executor: str) -> None:

@@ -3,8 +3,8 @@
 - an estimator with ``warm_start`` (gradient boosting, forests, SGD, MLP, linear models with iterative solvers):
   the fitted model is loaded, ``warm_start`` set, and its iteration budget raised by ``grow`` (boosting adds trees
   on the new data; a forest adds estimators);
-- an estimator with only ``partial_fit`` (SGD, naive Bayes, MiniBatchKMeans): its ``partial_fit`` is called on the
-  new data;
+- an estimator with ``partial_fit`` but no ``warm_start`` (naive Bayes, MiniBatchKMeans, PassiveAggressive): its
+  ``partial_fit`` is called on the new data (SGD has ``warm_start`` and goes the first way);
 - anything else is fitted from scratch, and the reason is recorded beside the choice.
 
 A scikit-learn Pipeline is looked into: its last step decides. Its earlier steps (encoders, scalers) are fitted

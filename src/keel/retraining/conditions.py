@@ -1,14 +1,16 @@
 """When a retraining policy fires: conditions written as calls, read with ``ast`` (never evaluated).
 
-    drift(neighbourhood, threshold=0.1)                 drift(prediction, method=psi, threshold=0.2, windows=2)
+    drift(neighbourhood)                                drift(prediction, method=psi, threshold=0.2, windows=2)
     performance(rmse, degradation=0.2)                  performance(accuracy, degradation=0.05, windows=3)
     volume(5000)                                        schedule("0 3 * * 1", timezone="Europe/Berlin")
     manual()
 
-Drift and performance read the deployment's monitor reports through the monitor's alert rules
-(keel.monitoring.alerts): ``drift(c, threshold=t, windows=n)`` is ``drift(c) > t for n windows`` (``prediction``:
-the prediction's drift; a method: only a column measured with it), ``performance(m, degradation=d)`` is
-``m > 1+d x training`` for an error (rmse, mae, mape) and ``m < 1-d x training`` for a score. A condition holding
+Drift and performance read the deployment's monitor reports. ``drift(c, windows=n)`` holds when the monitor found
+column ``c`` drifted (``prediction``: the prediction) in each of the last n reports, by its own method and
+threshold; with ``threshold=t``, when the statistic is past t in the method's direction (a distance such as psi at
+or above t; a test such as ks below t as a p-value); with ``method=m``, only when the column is measured with m.
+``performance(m, degradation=d)`` is the monitor alert rule ``m > 1+d x training`` for an error (rmse, mae, mape)
+and ``m < 1-d x training`` for a score. A condition holding
 over a run of consecutive reports is one event, keyed by the run's first report: drift that lasts three months
 fires once, not three times.
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 from keel.errors import InvalidInput
 from keel.monitoring.alerts import METRICS, Rule, parse_rule
+from keel.monitoring.drift import DISTANCES
 from keel.pipelines.triggers import check_cron
 
 __all__ = ["KINDS", "Condition", "parse_condition"]
@@ -35,13 +38,19 @@ class Condition:
     kind: str
     args: dict[str, Any] = field(default_factory=dict)
 
-    def rule(self) -> Rule | None:
-        """The monitor alert rule that decides a drift or performance condition."""
+    @property
+    def windows(self) -> int:
+        return int(self.args.get("windows", 1))
+
+    def holds(self, results: dict[str, Any], rows: int) -> tuple[bool, float | None]:
+        """(the condition holds, the value it read) for one monitor report."""
         if self.kind == "drift":
-            column, windows = self.args["column"], self.args["windows"]
-            series = "prediction_drift" if column == "prediction" else \
-                f"{self.args.get('method') or 'drift'}({column})"
-            return parse_rule(f"{series} > {self.args['threshold']} for {windows} windows")
+            return _drift(self.args, results)
+        rule = self.rule()
+        return rule.holds(results, rows) if rule is not None else (False, None)
+
+    def rule(self) -> Rule | None:
+        """The monitor alert rule that decides a performance condition."""
         if self.kind == "performance":
             metric, degradation = self.args["metric"], self.args["degradation"]
             bound = f"> {1 + degradation:g}" if metric in ERRORS else f"< {1 - degradation:g}"
@@ -94,10 +103,11 @@ def _checked(kind: str, args: list[Any], kwargs: dict[str, Any], text: str) -> d
 
     if kind == "drift":
         got = take(("column", "method", "threshold", "windows"), ("column",))
-        got.setdefault("threshold", 0.1)
+        got.setdefault("threshold", None)
         got.setdefault("windows", 1)
         got.setdefault("method", None)
-        _positive(got["threshold"], "threshold", text)
+        if got["threshold"] is not None:
+            _positive(got["threshold"], "threshold", text)
         _windows(got["windows"], text)
         return got
     if kind == "performance":
@@ -121,6 +131,27 @@ def _checked(kind: str, args: list[Any], kwargs: dict[str, Any], text: str) -> d
         check_cron(got["cron"], got["timezone"])
         return got
     return take((), ())
+
+
+def _drift(args: dict[str, Any], results: dict[str, Any]) -> tuple[bool, float | None]:
+    """A column's (or the prediction's) drift in one report: the monitor's own verdict, or, with a threshold, the
+    statistic past it in the method's direction (a distance at or above it; a test's p-value below it)."""
+    column = args["column"]
+    found = (results.get("prediction") or {}).get("columns", []) if column == "prediction" else \
+        [c for c in (results.get("overall") or {}).get("columns", []) if c.get("column") == column]
+    if not found or found[0].get("no_data"):
+        return False, None
+    measured = found[0]
+    if args.get("method") and measured.get("method") != args["method"]:
+        return False, None  # measured with another method: set the monitor's methods: {column: method}
+    threshold = args.get("threshold")
+    if measured.get("method") in DISTANCES or measured.get("p_value") is None:
+        value = measured.get("statistic")
+        held = bool(measured.get("drifted")) if threshold is None else value is not None and value >= threshold
+    else:
+        value = measured.get("p_value")
+        held = bool(measured.get("drifted")) if threshold is None else value is not None and value < threshold
+    return held, value
 
 
 def _positive(value: Any, name: str, text: str) -> None:

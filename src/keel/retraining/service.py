@@ -28,6 +28,7 @@ from keel.logs import get_logger
 from keel.models.service import ModelService
 from keel.models.signature import Signature
 from keel.monitoring.service import MonitorService
+from keel.pipelines.cursors import read_cursor, save_cursor
 from keel.pipelines.service import PipelineService
 from keel.pipelines.triggers import ON_TIME, cron_times
 from keel.refs import check_name
@@ -37,7 +38,7 @@ from keel.retraining.windows import influenced_share, parse_data, resolve_window
 from keel.serving.baseline import training_source
 from keel.serving.service import DeploymentService
 from keel.storage.db import Database, is_unique_violation
-from keel.storage.schema import retrain_policies, retrains, trigger_cursors, trigger_fires
+from keel.storage.schema import retrain_policies, retrains, trigger_fires
 from keel.storage.tables import query_arrow
 from keel.tracking.service import RunService
 from keel.users import UserService, role_allows
@@ -313,10 +314,11 @@ class RetrainService:
                     "labelled": labelled}
         if kind == "schedule":
             subject, trigger = f"retrain_policy:{policy.name}", f"{index}:schedule"
-            cursor = self._cursor(subject, trigger)
-            due = [t for t in cron_times(condition.args["cron"], condition.args["timezone"],
-                                         cursor or now - ON_TIME, now) if now - t <= ON_TIME]
-            self._save_cursor(subject, trigger, now)
+            cursor = read_cursor(self._db, subject, trigger)
+            after = datetime.fromisoformat(cursor["at"]) if cursor else now - ON_TIME
+            due = [t for t in cron_times(condition.args["cron"], condition.args["timezone"], after, now)
+                   if now - t <= ON_TIME]
+            save_cursor(self._db, subject, trigger, {"at": now.isoformat()})
             if not due:
                 return None
             return {"kind": kind, "condition": condition.text,
@@ -328,23 +330,19 @@ class RetrainService:
     def _streak(self, policy: RetrainPolicy, condition: Condition) -> tuple[Any, list[Any], Any] | None:
         """The newest run of consecutive reports where the condition holds, when it is long enough: (its first
         report, its reports oldest first, the report just before it or None)."""
-        rule = condition.rule()
-        assert rule is not None
         reports = self._monitors.reports(policy.spec["monitor"], limit=100)
         held = []
         for report in reports:
-            if not rule.holds(report.results, report.rows)[0]:
+            if not condition.holds(report.results, report.rows)[0]:
                 break
             held.append(report)
-        if len(held) < rule.windows:
+        if len(held) < condition.windows:
             return None
         quiet = reports[len(held)] if len(held) < len(reports) else None  # the last report before the streak
         return held[-1], list(reversed(held)), quiet
 
     def _values(self, condition: Condition, reports: list[Any]) -> list[float | None]:
-        rule = condition.rule()
-        assert rule is not None
-        return [rule.holds(r.results, r.rows)[1] for r in reports]
+        return [condition.holds(r.results, r.rows)[1] for r in reports]
 
     def _fire(self, policy: RetrainPolicy, trigger: dict[str, Any]) -> Retrain | None:
         now = datetime.now(UTC)
@@ -590,21 +588,6 @@ class RetrainService:
         run_id = self._models.version(candidate).run_id
         tags = self._runs.get(run_id).tags if run_id else {}
         return {**asked, "used": tags.get("retrain.how", asked.get("asked")), "detail": tags.get("retrain.how_detail")}
-
-    def _cursor(self, subject: str, trigger: str) -> datetime | None:
-        with self._db.read() as conn:
-            row = conn.execute(sa.select(trigger_cursors.c.cursor).where(
-                trigger_cursors.c.subject == subject, trigger_cursors.c.trigger == trigger)).first()
-        return datetime.fromisoformat(row.cursor["at"]) if row else None
-
-    def _save_cursor(self, subject: str, trigger: str, at: datetime) -> None:
-        with self._db.transaction() as conn:
-            moved = conn.execute(trigger_cursors.update().where(trigger_cursors.c.subject == subject,
-                                                                trigger_cursors.c.trigger == trigger)
-                                 .values(cursor={"at": at.isoformat()}, updated_at=at))
-            if moved.rowcount == 0:
-                conn.execute(trigger_cursors.insert().values(subject=subject, trigger=trigger,
-                                                             cursor={"at": at.isoformat()}, updated_at=at))
 
     def _update(self, found: Retrain, status: str, **values: Any) -> Retrain:
         now = datetime.now(UTC)
