@@ -143,8 +143,8 @@ def test_no_new_data_says_so_and_does_nothing(world) -> None:
 
 def test_an_empty_window_is_refused_before_anything_runs(world) -> None:
     ws, _ = world
-    policy(ws, when=["manual()"], data="ts > TIMESTAMPTZ '2100-01-01 00:00:00+00'")
-    ws.data.ingest(later(50, seed=6), "toy")
+    policy(ws, when=["manual()"], data="ts >= TIMESTAMPTZ '2024-03-01 00:00:00+00'")  # holds rows today
+    ws.data.ingest(toy_frame(50, seed=6), "toy", mode="overwrite")  # a restatement: only January is left
     made = ws.retraining.start("toy-drift", reason="try", executor="inline")
     assert made.status == "refused" and "holds no rows" in made.evidence["error"]
     assert ws.pipelines.runs("toy-retrain") == []
@@ -223,6 +223,8 @@ def test_automatic_approval_only_where_allowed_and_recorded_as_the_policys(world
     ({"how": "sideways"}, "from_scratch or warm_start"),
     ({"max_influenced": 1.5}, "max_influenced"),
     ({"canary": {"steps": [50.0, 10.0]}}, "rising"),
+    ({"data": "x1 > 1000"}, "holds no rows"),
+    ({"data": "no_such_column > 1"}, "no_such_column"),
 ])
 def test_bad_policies_are_refused_and_nothing_is_stored(world, options, message) -> None:
     ws, _ = world

@@ -80,8 +80,10 @@ def build_pipelines_workspace(path: Path, *, bad: bool = True) -> PipelinesWorks
         assert made.status == "pending_review", (made.status, made.evidence)
         ids[name] = made.id
     if bad:
-        ws.retraining.create_policy("toy-empty", "price", "toy-retrain", when=["manual()"], data="x1 > 1000",
+        ws.retraining.create_policy("toy-empty", "price", "toy-retrain", when=["manual()"], data="x1 > 9.5",
                                     source="toy", max_influenced=None)
+        restated = toy_frame(100, seed=2)
+        ws.data.ingest(restated[restated.x1 < 9], "toy", mode="overwrite")  # the window is empty now
         refused = ws.retraining.start("toy-empty", reason="nothing to train on", executor="inline")
         assert refused.status == "refused", refused.status
         ids["toy-empty"] = refused.id
@@ -326,14 +328,14 @@ def test_a_refused_retrain_says_why_and_has_nothing_to_decide(app, built) -> Non
     assert '<span class="badge status-refused retrain-status"' in page
     assert "holds no rows" in page and 'class="error-box retrain-outcome"' in page
     window = section(page, "window")
-    assert '<td class="window-rows">0</td>' in window and '<code class="where">x1 &gt; 1000</code>' in window
+    assert '<td class="window-rows">0</td>' in window and '<code class="where">x1 &gt; 9.5</code>' in window
     assert "No gate report" in section(page, "gates") and "No comparison" in section(page, "comparison")
     assert 'id="approve-form"' not in page and "Nothing to decide: the retrain is refused" in page
     listed = row(section(_get(_client(app, built), "/retraining"), "retrains"), "data-retrain", str(built.refused))
     assert 'data-status="refused"' in listed and '<td class="gates"><span class="muted">—' in listed
     built.ws.retraining.delete_policy("toy-empty")  # the review is read from the retrain itself then
     gone = _get(_client(app, built), f"/retraining/{built.refused}")
-    assert "holds no rows" in gone and '<code class="where">x1 &gt; 1000</code>' in gone
+    assert "holds no rows" in gone and '<code class="where">x1 &gt; 9.5</code>' in gone
 
 
 @pytest.mark.parametrize(("role", "shown"), [("viewer", False), ("developer", False), ("approver", True),

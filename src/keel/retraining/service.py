@@ -93,7 +93,13 @@ class RetrainService:
         if source is None:
             raise InvalidInput("name the table the window applies to (--source): the serving model's training "
                                "table is not known from its lineage")
-        self._data.version(source)
+        if window["kind"] != "since_drift_start":  # known now: a window that holds nothing is refused now
+            found = resolve_window(window, self._data, source, time_column, None, datetime.now(UTC))
+            if found.rows == 0:
+                raise InvalidInput(f"the data window {data!r} holds no rows of {found.to_dict()['version']}; a "
+                                   "retrain on it would have nothing to learn from")
+        else:
+            self._data.version(source)
         plan = {**DEFAULT_CANARY, **(canary or {})}
         self._deployments.canary_plan(plan["steps"], plan["interval_s"], plan["guardrails"])
         if auto_approve and target.production and not (allow_production_auto and plan["guardrails"]):
