@@ -161,3 +161,7 @@ def test_demo_with_server_serves_the_workspace_it_made(tmp_path: Path) -> None:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    assert "done." in text  # `keel demo` from the command line tells the whole story (test_cli runs no demo of its own)
+    with keel.open(tmp_path / "demo") as ws:
+        assert ws.data.history("listings") and ws.data.history("listings__quarantine")
+        assert ws.data.split_info("listings-split").table == "price_training"  # the point-in-time training set

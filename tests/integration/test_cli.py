@@ -363,14 +363,6 @@ def test_vacuum_removes_files_but_keeps_referenced_versions(tmp_path: Path) -> N
         assert [e.reason for e in ws.audit.list(action="data.vacuum")] == ["space"]
 
 
-def test_demo(tmp_path: Path) -> None:
-    out = ok(keel_cli("demo", "--path", tmp_path / "demo", "--rows-per-month", "100", cwd=tmp_path)).out
-    assert "done" in out
-    with keel.open(tmp_path / "demo") as ws:
-        assert ws.data.history("listings") and ws.data.history("listings__quarantine")
-        assert ws.data.split_info("listings-split").table == "price_training"  # the point-in-time training set
-
-
 # -- the error convention -------------------------------------------------------------------------
 
 

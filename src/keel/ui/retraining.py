@@ -30,7 +30,7 @@ from keel.workspace import Workspace
 __all__ = ["RETRAIN_STATUSES", "STATUS_WORDS", "direction", "router"]
 
 router = APIRouter()
-RETRAIN_STATUSES = ("running", "pending_review", "approved", "rejected", "no_new_data", "refused", "failed")
+RETRAIN_STATUSES = ("running", "pending_review", "deciding", "approved", "rejected", "no_new_data", "refused", "failed")
 STATUS_WORDS = {  # one per keel.retraining.model.STATUSES (a test checks)
     "running": "its pipeline is running", "pending_review": "a candidate waits for an approver",
     "deciding": "an approver's decision is being carried out",
