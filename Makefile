@@ -19,6 +19,7 @@ demo: $(BIN)/keel
 	$(BIN)/keel demo --path demo-workspace
 
 test: $(VENV)/.dev
+	$(BIN)/python -m compileall -q src  # bytecode once: the tests start hundreds of keel processes
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.dev

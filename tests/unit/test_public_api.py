@@ -25,8 +25,12 @@ PUBLIC_API = [
     "ModelVersion",
     "Monitor",
     "OnDemandFeatureView",
+    "Pipeline",
+    "PipelineRun",
     "RegisteredModel",
     "RequestField",
+    "Retrain",
+    "RetrainPolicy",
     "Run",
     "RunInfo",
     "Settings",
@@ -43,6 +47,7 @@ PUBLIC_API = [
     "custom_gate",
     "init",
     "open",
+    "step",
 ]
 
 

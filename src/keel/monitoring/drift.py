@@ -19,8 +19,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy import stats
-from scipy.spatial import distance
 
 from keel.errors import InvalidInput
 from keel.monitoring.sketch import (
@@ -74,6 +72,8 @@ def jensen_shannon(reference_pct: np.ndarray, current_pct: np.ndarray, base: flo
 
     No zero fill (Evidently bins with ``feel_zeroes=False``); in [0, sqrt(ln 2)] with the natural log.
     """
+    from scipy.spatial import distance  # on first use: importing scipy costs a second at every CLI start
+
     return float(distance.jensenshannon(np.asarray(reference_pct, float), np.asarray(current_pct, float), base))
 
 
@@ -111,6 +111,8 @@ def ks(reference_sorted: np.ndarray, current: np.ndarray) -> tuple[float, float]
 
 
 def _ks_sorted(u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
+    from scipy import stats  # on first use: importing scipy.stats costs a second at every CLI start
+
     if max(u.size, v.size) <= _EXACT_KS_N:
         res = stats.ks_2samp(u, v)
         return float(res.statistic), float(res.pvalue)
@@ -146,6 +148,8 @@ def chi_squared(reference_counts: np.ndarray, current_counts: np.ndarray) -> tup
 
     A category the reference never had gets expected 0, so statistic inf and p-value 0: drift.
     """
+    from scipy import stats  # on first use
+
     r, c = np.asarray(reference_counts, dtype=np.float64), np.asarray(current_counts, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         res = stats.chisquare(c, r * (c.sum() / r.sum()))
@@ -166,6 +170,8 @@ def z_proportions(reference_counts: np.ndarray, current_counts: np.ndarray) -> t
     p1, p2 = (n1 - r[0]) / n1, (n2 - c[0]) / n2
     pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
     z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2))
+    from scipy import stats
+
     return float(z), float(2 * (1 - stats.norm.cdf(np.abs(z))))
 
 

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy import stats
 
 from keel.errors import InvalidInput
 from keel.storage.tables import query_arrow
@@ -213,6 +212,7 @@ def mean_interval(values: np.ndarray, confidence: float = 0.95) -> dict[str, Any
     mean = float(np.mean(values)) if n else None
     if n < 2:
         return {"n": n, "value": mean, "ci_low": None, "ci_high": None}
+    from scipy import stats  # on first use: importing scipy.stats costs a second at every CLI start
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
     return {"n": n, "value": mean, "ci_low": mean - half, "ci_high": mean + half}
 
@@ -225,6 +225,7 @@ def welch(arm: np.ndarray, control: np.ndarray, confidence: float = 0.95) -> dic
     if np.var(arm) == 0 and np.var(control) == 0:  # no spread: the test is undefined; the difference is exact
         return {"difference": difference, "ci_low": difference, "ci_high": difference,
                 "p_value": 1.0 if difference == 0 else 0.0, "significant": difference != 0}
+    from scipy import stats  # on first use: importing scipy.stats costs a second at every CLI start
     result = stats.ttest_ind(arm, control, equal_var=False)
     low, high = result.confidence_interval(confidence)
     p = _num(result.pvalue)
@@ -247,6 +248,7 @@ def srm_check(observed: dict[str, int], shares: dict[str, float]) -> dict[str, A
         return {"chi2": None, "p_value": 0.0, "mismatch": True, "expected": expected, "observed": counts}
     if len(tested) < 2:
         return None
+    from scipy import stats  # on first use: importing scipy.stats costs a second at every CLI start
     chi2, p = stats.chisquare([counts[a] for a in tested], [expected[a] for a in tested])
     p_value = _num(p)
     return {"chi2": _num(chi2), "p_value": p_value, "mismatch": p_value is not None and p_value < SRM_ALPHA,
@@ -361,6 +363,7 @@ def interleave_summary(primary: pa.Table, feedback: pa.Table, arms: list[str]) -
     credit_a, credit_b = (credited[c].to_numpy(zero_copy_only=False) for c in ("a", "b"))
     wins_a, wins_b = int(np.sum(credit_a > credit_b)), int(np.sum(credit_b > credit_a))
     decided = wins_a + wins_b
+    from scipy import stats  # on first use: importing scipy.stats costs a second at every CLI start
     p_value = float(stats.binomtest(wins_a, decided, 0.5).pvalue) if decided else None
     return {"impressions": int(impressions), "with_feedback": int(credited.num_rows),
             "wins": {first: wins_a, second: wins_b}, "ties": int(credited.num_rows) - decided,
