@@ -36,7 +36,7 @@ from keel.retraining.conditions import Condition, parse_condition
 from keel.retraining.model import HOW, OPEN, Retrain, RetrainPolicy
 from keel.retraining.windows import influenced_share, parse_data, resolve_window
 from keel.serving.baseline import training_source
-from keel.serving.service import DeploymentService
+from keel.serving.service import DeploymentService, check_canary_plan
 from keel.storage.db import Database, is_unique_violation
 from keel.storage.schema import retrain_policies, retrains, trigger_fires
 from keel.storage.tables import query_arrow
@@ -101,7 +101,7 @@ class RetrainService:
         else:
             self._data.version(source)
         plan = {**DEFAULT_CANARY, **(canary or {})}
-        self._deployments.canary_plan(plan["steps"], plan["interval_s"], plan["guardrails"])
+        check_canary_plan(plan["steps"], plan["interval_s"], plan["guardrails"])
         if auto_approve and target.production and not (allow_production_auto and plan["guardrails"]):
             raise PermissionDenied(f"deployment {deployment!r} serves production: automatic approval there needs "
                                    "allow_production_auto and canary guardrails, explicitly")

@@ -32,7 +32,7 @@ from keel.storage.schema import deployment_versions, deployments
 from keel.tracking.service import RunService
 from keel.users import UserService, role_allows
 
-__all__ = ["DeploymentService"]
+__all__ = ["DeploymentService", "check_canary_plan"]
 
 BASELINE = "baseline"  # a fallback that is not a model: the train part's mean / prior, served by the data plane
 
@@ -151,7 +151,7 @@ class DeploymentService:
         """Roll ``candidate`` out over ``steps`` (percent of traffic), one step per ``interval_s`` while the
         ``guardrails`` hold; the stable version serves the rest."""
         current = self.get(name)
-        self.canary_plan(steps, interval_s, guardrails)
+        check_canary_plan(steps, interval_s, guardrails)
         stable = current.current.policy["arms"][0]
         arm = {"name": "canary", "model": self._deployable(candidate, current.production, override, reason),
                "weight": 1.0}
@@ -169,17 +169,6 @@ class DeploymentService:
             raise InvalidInput(f"deployment {name!r} has no baseline to answer its holdout; recreate it with "
                                "--fallback baseline (the train part's mean or majority class)")
         return self._change(current, {**current.current.policy, "holdout": float(share)}, "holdout", reason)
-
-    @staticmethod
-    def canary_plan(steps: list[float], interval_s: float, guardrails: list[str] | None) -> None:
-        """Refuse a canary plan now, not at its first check: rising steps in (0, 100], a positive interval,
-        guardrails that parse."""
-        if not steps or any(not 0 < s <= 100 for s in steps) or sorted(steps) != list(steps):
-            raise InvalidInput(f"canary steps are rising percentages in (0, 100], e.g. 5,25,50,100; not {steps}")
-        if not isinstance(interval_s, int | float) or interval_s <= 0:
-            raise InvalidInput("a canary interval must be positive (e.g. 10m)")
-        for text in guardrails or []:
-            parse_guardrail(text)
 
     def check_canary(self, name: str, *, now: datetime | None = None, min_requests: int = 20) -> CanaryDecision:
         """The canary controller's step: once the interval has passed, judge the guardrails on the requests
@@ -391,6 +380,17 @@ class DeploymentService:
 def _stamp(at: datetime) -> str:
     """A TIMESTAMPTZ literal (isoformat: strftime writes year 1 as '1', which no parser reads)."""
     return at.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")
+
+
+def check_canary_plan(steps: list[float], interval_s: float, guardrails: list[str] | None) -> None:
+    """Refuse a canary plan now, not at its first check: rising steps in (0, 100], a positive interval, guardrails
+    that parse."""
+    if not steps or any(not 0 < s <= 100 for s in steps) or sorted(steps) != list(steps):
+        raise InvalidInput(f"canary steps are rising percentages in (0, 100], e.g. 5,25,50,100; not {steps}")
+    if not isinstance(interval_s, int | float) or interval_s <= 0:
+        raise InvalidInput("a canary interval must be positive (e.g. 10m)")
+    for text in guardrails or []:
+        parse_guardrail(text)
 
 
 def _policy(current: Deployment, kind: str, arms: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
