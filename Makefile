@@ -20,7 +20,7 @@ demo: $(BIN)/keel
 
 test: $(VENV)/.dev
 	$(BIN)/python -m compileall -q src  # bytecode once: the tests start hundreds of keel processes
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
