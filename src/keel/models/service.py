@@ -269,35 +269,27 @@ class ModelService:
         if not reason or not reason.strip():
             raise InvalidInput("an approval needs a reason (--reason): what was checked")
         role = self._require_role("approver", "approve a model version")
-        now = datetime.now(UTC)
-
-        def insert(conn: sa.Connection) -> Approval:
-            version = self._version(conn, ref)
-            approval = Approval(version.model, version.version, environment, self._user, role, now, reason)
-            conn.execute(model_approvals.insert().values(
-                model=version.model, version=version.version, environment=environment, approved_by=self._user,
-                role=role, at=now, reason=reason))
-            self._audit.record(conn, actor=self._user, action="model.approve", target=version.ref, reason=reason,
-                               details={"environment": environment, "role": role})
-            return approval
-
-        return self._db.retrying(insert)
+        return self._record_approval(ref, environment, self._user, role, reason, "model.approve",
+                                     {"environment": environment, "role": role})
 
     def approve_automatically(self, ref: str, *, policy: str, reason: str) -> Approval:
         """Record a production approval made by a retraining policy that was explicitly allowed to approve
         (keel.retraining): ``approved_by`` is ``policy:NAME``, the role ``policy``, the audit action its own."""
+        return self._record_approval(ref, "production", f"policy:{policy}", "policy", reason,
+                                     "model.approve.automatic", {"environment": "production",
+                                                                 "on_behalf_of": self._user})
+
+    def _record_approval(self, ref: str, environment: str, by: str, role: str, reason: str, action: str,
+                         details: dict[str, Any]) -> Approval:
         now = datetime.now(UTC)
 
         def insert(conn: sa.Connection) -> Approval:
             version = self._version(conn, ref)
-            by = f"policy:{policy}"
-            approval = Approval(version.model, version.version, "production", by, "policy", now, reason)
             conn.execute(model_approvals.insert().values(
-                model=version.model, version=version.version, environment="production", approved_by=by,
-                role="policy", at=now, reason=reason))
-            self._audit.record(conn, actor=by, action="model.approve.automatic", target=version.ref, reason=reason,
-                               details={"environment": "production", "on_behalf_of": self._user})
-            return approval
+                model=version.model, version=version.version, environment=environment, approved_by=by, role=role,
+                at=now, reason=reason))
+            self._audit.record(conn, actor=by, action=action, target=version.ref, reason=reason, details=details)
+            return Approval(version.model, version.version, environment, by, role, now, reason)
 
         return self._db.retrying(insert)
 

@@ -36,12 +36,11 @@ class StepContext:
     step: str
     engine: str = "local"
     params: dict[str, Any] = field(default_factory=dict)
-    lines: list[str] = field(default_factory=list)
 
     def log(self, message: str) -> None:
-        """A line in the step's log (``keel pipelines show RUN``), with the time."""
-        self.lines.append(f"{datetime.now(UTC):%H:%M:%S} {message}")
-        print(f"{datetime.now(UTC):%H:%M:%S} {message}")  # captured into the step's log
+        """A line in the step's log (``keel pipelines show RUN``), with the time: printed, and the step's output is
+        captured into its log."""
+        print(f"{datetime.now(UTC):%H:%M:%S} {message}")
 
 
 @dataclass(frozen=True)

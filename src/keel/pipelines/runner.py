@@ -1,4 +1,5 @@
-"""Executing a pipeline run: steps in dependency order, independent ones side by side in a process pool.
+"""Executing a pipeline run: steps in dependency order, independent ones side by side, each in a new interpreter
+(keel.pipelines.worker; ``inline``: in this process).
 
 Before a step runs, its cache key (the function's source hash, its inputs and parameters) is looked up: a step
 that succeeded with the same key in an earlier run of the pipeline is not run again, its output is reused

@@ -11,6 +11,7 @@ The CLI, REST API and remote client call exactly these methods.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 from collections.abc import Callable
@@ -70,7 +71,7 @@ class PipelineService:
         def store(conn: sa.Connection) -> list[PipelineInfo]:
             applied = []
             for definition in definitions:
-                current = _latest(conn, definition["name"])
+                current = _version_row(conn, definition["name"])
                 digest = fingerprint(definition)
                 if current is not None and current.fingerprint == digest:
                     applied.append(_info(current))
@@ -89,11 +90,8 @@ class PipelineService:
         return self._db.retrying(store)
 
     def get(self, name: str, version: int | None = None) -> PipelineInfo:
-        query = sa.select(pipeline_versions).where(pipeline_versions.c.name == name)
-        query = query.where(pipeline_versions.c.version == version) if version is not None else \
-            query.order_by(pipeline_versions.c.version.desc()).limit(1)
         with self._db.read() as conn:
-            row = conn.execute(query).first()
+            row = _version_row(conn, name, version)
         if row is None:
             raise NotFound(f"no pipeline {name!r}" + (f" version {version}" if version else "")
                            + "; apply it first: keel pipelines apply MODULE")
@@ -205,7 +203,7 @@ class PipelineService:
         with self._db.read() as conn:
             rows = conn.execute(query).all()
             steps = _steps(conn, [r.id for r in rows], logs=False)
-            orders = {(r.pipeline, r.version): order(_latest(conn, r.pipeline, r.version).definition)
+            orders = {(r.pipeline, r.version): order(_version_row(conn, r.pipeline, r.version).definition)
                       for r in {(r.pipeline, r.version): r for r in rows}.values()}
         return [_run(r, sorted(steps.get(r.id, []), key=lambda s, names=orders[(r.pipeline, r.version)]:
                                names.index(s.step))) for r in rows]
@@ -218,7 +216,7 @@ class PipelineService:
             if row is None:
                 raise NotFound(f"no pipeline run {number}")
             steps = _steps(conn, [number], logs=True).get(number, [])
-            definition = _latest(conn, row.pipeline, row.version)
+            definition = _version_row(conn, row.pipeline, row.version)
         names = order(definition.definition)
         run = _run(row, sorted(steps, key=lambda s: names.index(s.step)))
         edges = [(src, s["name"]) for s in definition.definition["steps"] for src in s["inputs"].values()]
@@ -343,39 +341,33 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def _pipelines(source: Any) -> list[Pipeline]:
+    """The Pipelines ``source`` holds: itself, a list of them, or a module's (a module, a .py file, a dotted name)."""
     if isinstance(source, Pipeline):
         return [source]
-    if isinstance(source, list | tuple):
-        return [p for p in source if isinstance(p, Pipeline)] if all(isinstance(p, Pipeline) for p in source) else \
-            _refuse(source)
+    if isinstance(source, list | tuple) and all(isinstance(p, Pipeline) for p in source):
+        return list(source)
     module = source
     if isinstance(source, str | Path):
         text = str(source)
         module = load_module(text) if text.endswith(".py") or Path(text).is_file() else _import(text)
     if not isinstance(module, ModuleType):
-        _refuse(source)
+        raise InvalidInput(f"cannot read pipelines from {source!r}: give a module, a .py file or Pipeline objects")
     return [v for v in vars(module).values() if isinstance(v, Pipeline)]
 
 
 def _import(name: str) -> ModuleType:
-    import importlib
-
     try:
         return importlib.import_module(name)
     except ImportError as exc:
         raise InvalidInput(f"cannot import {name!r}: {exc}; give a Python file or an importable module") from None
 
 
-def _refuse(source: Any) -> list[Pipeline]:
-    raise InvalidInput(f"cannot read pipelines from {source!r}: give a module, a .py file or Pipeline objects")
-
-
-def _latest(conn: sa.Connection, name: str, version: int | None = None) -> Any:
+def _version_row(conn: sa.Connection, name: str, version: int | None = None) -> Any:
+    """The stored row of pipeline ``name`` at ``version`` (default: its newest), or None."""
     query = sa.select(pipeline_versions).where(pipeline_versions.c.name == name)
     query = query.where(pipeline_versions.c.version == version) if version is not None else \
         query.order_by(pipeline_versions.c.version.desc()).limit(1)
-    row = conn.execute(query).first()
-    return None if row is None else (_info(row) if version is not None else row)
+    return conn.execute(query).first()
 
 
 def _info(row: Any) -> PipelineInfo:
