@@ -87,7 +87,8 @@ def test_demo_leaves_the_workspace_it_describes(tmp_path: Path) -> None:
         assert retrain.window["kind"] == "since_drift_start" and retrain.window["guard"]["holdout"] > 0
         window = ws.data.read("listings_retraining_window", columns=["listing_id"])
         assert len(window) == retrain.window["rows"] and window["listing_id"].min() >= 8_000_000  # months 8 and 9
-        assert looped["retrain_canary"][-1] == "promote" and actions[-1] == "promote"
+        assert looped["retrain_canary"][-1] == "promote" and actions[-1] == "promote", [
+            (v.action, v.reason) for v in history[rolled + 1:]]
         assert deployment.current.policy["arms"][0]["model"] == retrain.candidate == looped["serving_after"]
         assert ws.models.version("price@production").name == retrain.candidate
         assert deployment.current.policy["holdout"] == 0.2
